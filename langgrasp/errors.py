@@ -1,0 +1,19 @@
+"""Errors that carry a message a user can act on.
+
+The CLI prints these as one ``error:`` line instead of a stack trace; anything else is a bug.
+"""
+
+
+class LanggraspError(Exception):
+    """Base class of errors caused by bad input (files, commands, frames, names)."""
+
+
+class UnknownModelError(LanggraspError, KeyError):
+    """A model config name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InputError(LanggraspError, ValueError):
+    """An image, tensor or command that has the wrong type, shape, dtype or content."""

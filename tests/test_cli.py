@@ -1,0 +1,74 @@
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from langgrasp.cli import main
+
+SUBCOMMANDS = ["info", "demo"]
+
+
+@pytest.mark.parametrize("sub", [None, *SUBCOMMANDS])
+def test_help_for_every_subcommand(sub, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"] if sub is None else [sub, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: langgrasp" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["lggd-rn50", "lggd-tiny"])
+def test_info_prints_one_json_line(name, capsys):
+    assert main(["info", "--model", name]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    info = json.loads(lines[0])
+    assert {"params_total", "params_trainable", "gflops", "input_size"} <= set(info)
+    assert info["model"] == name
+
+
+def test_unknown_model_is_a_one_line_error(capsys):
+    assert main(["info", "--model", "resnet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown model 'resnet'") and "lggd-tiny" in err
+    assert "Traceback" not in err
+
+
+def test_demo_writes_overlay_and_says_untrained(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--seed", "3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "UNTRAINED" in text and str(out) in text
+    picture = cv2.imread(str(out))
+    assert picture is not None and picture.std() > 0
+
+
+def test_demo_json_and_bad_command(tmp_path, capsys):
+    assert (
+        main(["demo", "--json", "--command", "pick the red mug", "--out", str(tmp_path / "d.png")])
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["trained"] is False and result["command"] == "pick the red mug"
+    assert isinstance(result["grasps"], list)
+    assert main(["demo", "--command", "   ", "--out", str(tmp_path / "e.png")]) == 2
+    assert "command is empty" in capsys.readouterr().err
+
+
+def test_console_script_entry_point_runs_without_torch_for_help():
+    code = "\n".join(
+        [
+            "import sys",
+            "from langgrasp.cli import main",
+            "try:",
+            "    main(['--help'])",
+            "except SystemExit:",
+            "    pass",
+            "print('torch' in sys.modules)",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().endswith("False")

@@ -1,0 +1,60 @@
+"""The boundaries that keep the edge install small and Python 3.10 compatible."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Modules the torch-free runtime uses (now or in later work) besides runtime/ and calibration/.
+TORCH_FREE = [
+    "langgrasp.runtime",
+    "langgrasp.calibration",
+    "langgrasp.detector.grasp",
+    "langgrasp.detector.metrics",
+    "langgrasp.detector.preprocess",
+    "langgrasp.detector.visualize",
+    "langgrasp.detector.config",
+    "langgrasp.datasets.synthetic",
+]
+
+
+def test_torch_free_modules_do_not_import_torch():
+    code = "\n".join(
+        [
+            "import sys",
+            f"for m in {TORCH_FREE!r}:",
+            "    __import__(m)",
+            "print(sorted(k for k in ('torch', 'open_clip') if k in sys.modules))",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_edge_code_is_python_3_10_compatible():
+    pytest.importorskip("vermin")  # dev extra
+    vermin = Path(sys.executable).with_name("vermin")  # the console script of this environment
+    paths = ["langgrasp/runtime", "langgrasp/calibration", "langgrasp/errors.py"]
+    paths += [
+        m.replace(".", "/") + ".py"
+        for m in TORCH_FREE
+        if not m.endswith(("runtime", "calibration"))
+    ]
+    result = subprocess.run(
+        [str(vermin), "-t=3.10-", "--no-tips", "--violations", "--eval-annotations", *paths],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runtime_extra_does_not_pull_torch():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = " ".join(
+        project["optional-dependencies"]["runtime"] + project["dependencies"]
+    ).lower()
+    assert "torch" not in runtime and "open-clip" not in runtime
