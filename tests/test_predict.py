@@ -25,6 +25,18 @@ def test_prediction_is_in_image_pixels(predictor):
     assert set(prediction.timings_ms) == {"preprocess", "network", "decode"}
 
 
+def test_text_is_encoded_once_per_command(predictor, monkeypatch):
+    scene = render_scene(2)
+    calls = []
+    encode = predictor.model.encode_text
+    monkeypatch.setattr(predictor.model, "encode_text", lambda t: calls.append(t) or encode(t))
+    first = predictor.predict(scene.rgb, "pick the blue mug")
+    again = predictor.predict(scene.rgb, "pick the blue mug")
+    assert len(calls) == 1 and np.array_equal(first.mask_prob, again.mask_prob)
+    predictor.predict(scene.rgb, "pick the red box")
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize(
     "image,command,message",
     [

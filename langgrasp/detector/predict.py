@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from langgrasp.detector.grasp import Grasp, GraspDecoding, decode_grasps
 from langgrasp.detector.model import LGGD, tokenize
+from langgrasp.detector.model.encoders import TextFeatures
 from langgrasp.detector.preprocess import prepare_image, validate_rgb
 
 
@@ -26,7 +27,8 @@ class Prediction:
     Attributes:
         grasps: Ranked grasps (best first); empty when no quality peak passed the threshold.
         mask_prob: (H, W) float32 probability that a pixel belongs to the referred object.
-        timings_ms: Wall-clock milliseconds per step (preprocess, network, decode).
+        timings_ms: Wall-clock milliseconds per step (preprocess, network, decode); the text
+            encoder runs in "preprocess", and only when the command changes.
     """
 
     grasps: list[Grasp]
@@ -43,6 +45,14 @@ class Predictor:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.decoding = decoding or GraspDecoding(width_scale=model.config.width_scale)
+        self._text: tuple[str, torch.Tensor, TextFeatures] | None = None  # last command's encoding
+
+    def _encode_command(self, command: str) -> tuple[torch.Tensor, TextFeatures]:
+        """Tokens and text features of ``command``, computed once per distinct command."""
+        if self._text is None or self._text[0] != command:
+            tokens = tokenize(command, self.model.config.context_length).to(self.device)
+            self._text = (command, tokens, self.model.encode_text(tokens))
+        return self._text[1], self._text[2]
 
     @torch.inference_mode()
     def predict(self, rgb: np.ndarray, command: str) -> Prediction:
@@ -58,11 +68,12 @@ class Predictor:
         config = self.model.config
         start = time.perf_counter()
         validate_rgb(rgb)
-        tokens = tokenize(command, config.context_length).to(self.device)
+        tokens, text = self._encode_command(command)
         image, box = prepare_image(rgb, config.input_size, config.mean, config.std)
         images = torch.from_numpy(image)[None].to(self.device)
+        self.model.check_inputs(images, tokens)
         prepared = time.perf_counter()
-        output = self.model(images, tokens)
+        output = self.model.decode(self.model.encode_image(images), text)
         maps = torch.cat([output.mask, output.grasp], dim=1)
         if maps.shape[-1] != config.input_size:  # configs with output_stride > 1
             maps = F.interpolate(
