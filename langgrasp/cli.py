@@ -73,7 +73,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"opening {g.width:.1f} px, quality {g.quality:.3f}"
         )
     network = prediction.timings_ms["network"]
-    print(f"network {network:.0f} ms; overlay (green: ground truth, red: predicted): {out}")
+    print(f"network {network:.0f} ms; overlay (green: ground truth, magenta: predicted): {out}")
     return 0
 
 
@@ -130,7 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except LanggraspError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except ImportError as err:
+        print(
+            f"error: `langgrasp {args.command}` needs the training extra ({err}); install it with "
+            "pip install 'langgrasp[train]'",
+            file=sys.stderr,
+        )
+    except OSError as err:  # unwritable output folder, unreadable file, full disk, ...
+        print(f"error: {err}", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

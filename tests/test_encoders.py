@@ -104,3 +104,19 @@ def test_weights_from_environment_and_bad_paths(tiny_config, tmp_path, monkeypat
     monkeypatch.setenv("LANGGRASP_CLIP_WEIGHTS", str(wrong))
     with pytest.raises(LanggraspError, match="do not fit"):
         build_model(tiny_config)
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", b"PK\x03\x04 truncated zip"])
+def test_corrupt_weight_files_are_clear_errors(tiny_config, tmp_path, content):
+    for name in ("clip.pt", "clip.safetensors"):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(LanggraspError, match="cannot read CLIP weights"):
+            build_model(tiny_config, clip_weights=path)
+
+
+def test_a_pickled_non_state_dict_is_refused(tiny_config, tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(LanggraspError, match="state dict of tensors"):
+        build_model(tiny_config, clip_weights=path)

@@ -5,7 +5,7 @@ import torch
 
 from langgrasp.detector.config import get_config
 from langgrasp.detector.losses import lggd_loss
-from langgrasp.detector.model import build_model
+from langgrasp.detector.model import TruncationWarning, build_model, tokenize
 from langgrasp.errors import InputError
 
 
@@ -85,10 +85,14 @@ def test_text_and_image_paths_compose_to_forward(frozen_model, tiny_config, make
     [
         (torch.zeros(1, 3, 64, 64), None, r"shape \(B, 3, 128, 128\)"),
         (torch.zeros(1, 128, 128, 3), None, r"shape \(B, 3, 128, 128\)"),
-        (torch.zeros(1, 3, 128, 128, dtype=torch.uint8), None, "float tensor"),
+        (torch.zeros(1, 3, 128, 128, dtype=torch.uint8), None, "float32 tensor"),
+        (torch.zeros(1, 3, 128, 128, dtype=torch.float16), None, "float32 tensor"),
+        (torch.zeros(0, 3, 128, 128), torch.zeros(0, 32, dtype=torch.long), "B >= 1"),
+        (None, torch.full((1, 32), 49408, dtype=torch.long), r"token ids must lie in \[0, 49408\)"),
+        (None, torch.full((1, 32), -1, dtype=torch.long), "token ids"),
         (None, torch.zeros(1, 77, dtype=torch.long), r"shape \(B, 32\)"),
         (None, torch.zeros(1, 32, dtype=torch.int32), "int64"),
-        (None, torch.zeros(2, 32, dtype=torch.long), "batch sizes differ"),
+        (None, torch.zeros(2, 32, dtype=torch.long), "same batch size"),
     ],
 )
 def test_bad_inputs_are_clear_errors(
@@ -99,3 +103,15 @@ def test_bad_inputs_are_clear_errors(
         frozen_model(
             good_images if images is None else images, good_tokens if tokens is None else tokens
         )
+
+
+@pytest.mark.parametrize("length", [0, -1, 2, "77", 3.0, True])
+def test_tokenize_rejects_bad_context_length(length):
+    with pytest.raises(InputError, match="context_length must be an int >= 3"):
+        tokenize("pick the mug", length)
+
+
+def test_tokenize_warns_when_truncating():
+    with pytest.warns(TruncationWarning, match="truncated"):
+        tokens = tokenize("pick " * 40 + "the mug", 16)
+    assert tokens.shape == (1, 16) and tokens[0, -1] == tokens.max()  # end-of-text kept

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from langgrasp.datasets.synthetic import render_scene
 from langgrasp.detector.predict import Predictor
@@ -50,3 +51,33 @@ def test_text_is_encoded_once_per_command(predictor, monkeypatch):
 def test_bad_input_gets_a_clear_error(predictor, image, command, message):
     with pytest.raises(InputError, match=message):
         predictor.predict(image, command)
+
+
+def test_grasps_map_back_to_image_pixels_and_never_come_from_padding(predictor, monkeypatch):
+    from langgrasp.detector.model import LGGDOutput
+    from langgrasp.detector.preprocess import Letterbox
+
+    config = predictor.model.config
+    s = config.input_size
+    rgb = np.zeros((480, 640, 3), np.uint8)
+    box = Letterbox.fit(480, 640, s)  # 640 -> 128: scale 0.2, 16 rows of padding top and bottom
+    yy, xx = np.mgrid[0:s, 0:s]
+    quality = 0.9 * np.exp(-((xx - 70) ** 2 + (yy - 60) ** 2) / 8.0)  # on the image
+    quality += 1.0 * np.exp(-((xx - 30) ** 2 + (yy - 4) ** 2) / 8.0)  # stronger, in the padding
+    angle_maps = [np.full_like(quality, np.cos(0.6)), np.full_like(quality, np.sin(0.6))]
+    maps = np.stack([quality, *angle_maps, np.full_like(quality, 0.5)])[None]
+    fake = LGGDOutput(
+        mask=torch.full((1, 1, s, s), 10.0),  # "everything is the target"
+        grasp=torch.from_numpy(maps).float(),
+        coarse_mask=torch.zeros(1, 1, s, s),
+        coarse_grasp=torch.zeros(1, 4, s, s),
+    )
+    monkeypatch.setattr(predictor.model, "decode", lambda image, text: fake)
+    prediction = predictor.predict(rgb, "pick the mug")
+    assert len(prediction.grasps) == 1
+    g = prediction.grasps[0]
+    expected_x, expected_y = box.points_to_image(np.array([70.0, 60.0]))
+    assert (g.x, g.y) == pytest.approx((expected_x, expected_y), abs=0.5 / box.scale)
+    assert g.angle == pytest.approx(0.3, abs=1e-5)
+    assert g.width == pytest.approx(0.5 * config.width_scale / box.scale, rel=1e-5)
+    assert prediction.mask_prob[:5].max() > 0.99  # image rows near the top are still target

@@ -82,9 +82,12 @@ class Predictor:
         mask_prob = torch.sigmoid(maps[0, 0]).float().cpu().numpy()
         grasp_maps = maps[0, 1:].float().cpu().numpy()
         inferred = time.perf_counter()
-        grasps = box.grasps_to_image(decode_grasps(grasp_maps, self.decoding, mask_prob))
+        # Letterbox padding is not part of the image: no mask, hence no grasp, may come from it.
+        content = box.mask(np.ones(rgb.shape[:2], dtype=bool))
+        gated = np.where(content, mask_prob, 0.0).astype(np.float32)
+        grasps = box.grasps_to_image(decode_grasps(grasp_maps, self.decoding, gated))
         mask_image = cv2.warpAffine(
-            mask_prob, box.inverse_matrix, (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR
+            gated, box.inverse_matrix, (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR
         )
         done = time.perf_counter()
         timings = {

@@ -91,17 +91,13 @@ def load_clip_weights(clip: CLIP, path: Path) -> None:
     Accepts safetensors, a state-dict pickle (read with ``weights_only=True``) or OpenAI's
     TorchScript archive; adapts the text context length and the attention-pool grid to the model.
     """
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    elif zipfile.is_zipfile(path) and any(
-        n.endswith("constants.pkl") for n in zipfile.ZipFile(path).namelist()
-    ):
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()  # OpenAI's RN50.pt
-    else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+    try:
+        state = _read_state_dict(path)
+    except Exception as err:  # corrupt or foreign files fail in many library-specific ways
+        raise LanggraspError(
+            f"cannot read CLIP weights from {path} ({type(err).__name__}: {err}); expected a "
+            "safetensors file, a PyTorch state dict, or OpenAI's RN50.pt"
+        ) from err
     state = {k.removeprefix("module."): v for k, v in state.items()}
     for key in ("input_resolution", "context_length", "vocab_size"):
         state.pop(key, None)
@@ -119,6 +115,23 @@ def load_clip_weights(clip: CLIP, path: Path) -> None:
         clip.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise LanggraspError(f"CLIP weights in {path} do not fit this model config: {err}") from err
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if zipfile.is_zipfile(path):  # torch.save files are zips too; TorchScript adds constants.pkl
+        with zipfile.ZipFile(path) as archive:
+            torchscript = any(n.endswith("constants.pkl") for n in archive.namelist())
+        if torchscript:  # OpenAI's RN50.pt
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise TypeError("the file does not hold a state dict of tensors")
+    return state
 
 
 def _resize_pool_positions(pos: torch.Tensor, tokens: int) -> torch.Tensor:

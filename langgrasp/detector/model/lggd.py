@@ -154,38 +154,38 @@ class LGGD(nn.Module):
     def check_inputs(self, images: torch.Tensor, tokens: torch.Tensor) -> None:
         """Raise ``InputError`` with a precise message unless the inputs fit this model."""
         size, length = self.config.input_size, self.config.context_length
-        if (
-            not isinstance(images, torch.Tensor)
-            or not images.is_floating_point()
-            or images.ndim != 4
-            or tuple(images.shape[1:]) != (3, size, size)
-        ):
-            got = (
-                f"{tuple(images.shape)} {images.dtype}"
-                if isinstance(images, torch.Tensor)
-                else type(images).__name__
-            )
+        dtype = next(self.parameters()).dtype
+        if not _is_tensor(images, dtype, (3, size, size)):
             raise InputError(
-                f"images must be a float tensor of shape (B, 3, {size}, {size}) normalised with "
-                f"the model's mean/std (see langgrasp.detector.preprocess); got {got}"
+                f"images must be a {dtype} tensor of shape (B, 3, {size}, {size}) normalised with "
+                f"the model's mean/std (langgrasp.detector.preprocess); got {_describe(images)}"
             )
-        if (
-            not isinstance(tokens, torch.Tensor)
-            or tokens.dtype != torch.int64
-            or tuple(tokens.shape[1:]) != (length,)
-        ):
-            got = (
-                f"{tuple(tokens.shape)} {tokens.dtype}"
-                if isinstance(tokens, torch.Tensor)
-                else type(tokens).__name__
-            )
+        if not _is_tensor(tokens, torch.int64, (length,)):
             raise InputError(
-                f"tokens must be an int64 tensor of shape (B, {length}) from tokenize(); got {got}"
+                f"tokens must be an int64 tensor of shape (B, {length}) from tokenize(); "
+                f"got {_describe(tokens)}"
             )
-        if tokens.shape[0] != images.shape[0]:
+        if tokens.shape[0] != images.shape[0] or images.shape[0] == 0:
             raise InputError(
-                f"batch sizes differ: {images.shape[0]} images but {tokens.shape[0]} commands"
+                f"need the same batch size B >= 1 for images and commands, got {images.shape[0]} "
+                f"images and {tokens.shape[0]} commands"
             )
+        vocab = self.text_encoder.token_embedding.num_embeddings
+        if not tokens.is_meta and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
+            raise InputError(f"token ids must lie in [0, {vocab}); use tokenize() to make them")
+
+
+def _is_tensor(x: object, dtype: torch.dtype, trailing: tuple[int, ...]) -> bool:
+    return (
+        isinstance(x, torch.Tensor)
+        and x.dtype == dtype
+        and x.ndim == len(trailing) + 1
+        and tuple(x.shape[1:]) == trailing
+    )
+
+
+def _describe(x: object) -> str:
+    return f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
 def tokenize(commands: str | Sequence[str], context_length: int) -> torch.Tensor:
@@ -196,6 +196,14 @@ def tokenize(commands: str | Sequence[str], context_length: int) -> torch.Tensor
     Raises:
         InputError: a command is not a string, or is empty / whitespace only.
     """
+    if (
+        isinstance(context_length, bool)
+        or not isinstance(context_length, int)
+        or context_length < 3
+    ):
+        raise InputError(
+            f"context_length must be an int >= 3 (start, a word, end), got {context_length!r}"
+        )
     if isinstance(commands, str):
         texts = [commands]
     elif isinstance(commands, (list, tuple)):
