@@ -1,11 +1,12 @@
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from langgrasp.detector.grasp import Grasp
-from langgrasp.detector.visualize import DEFAULT_STYLE, draw_overlay, save_image
+from langgrasp.detector.visualize import DEFAULT_STYLE, MAX_COORD, draw_overlay, save_image
 from langgrasp.errors import InputError
 
 
@@ -98,3 +99,70 @@ def test_save_image_rejects_non_image_extensions(tmp_path, rgb, name):
     with pytest.raises(InputError, match="extension"):
         save_image(tmp_path / name, rgb)
     assert not (tmp_path / name).exists()
+
+
+GOOD = Grasp(80.0, 60.0, 0.0, 40.0, 20.0)
+
+
+@pytest.mark.parametrize("name", ["grasps", "gt_grasps"])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (Grasp(math.nan, 60.0, 0.0, 40.0, 20.0), "non-finite or non-numeric x"),
+        (Grasp(80.0, math.inf, 0.0, 40.0, 20.0), "non-finite or non-numeric y"),
+        (Grasp(80.0, 60.0, math.inf, 40.0, 20.0), "non-finite or non-numeric angle"),
+        (Grasp(80.0, 60.0, 0.0, math.nan, -math.inf), "non-finite or non-numeric width, height"),
+        (Grasp(80.0, 60.0, 0.0, "40", 20.0), "non-finite or non-numeric width"),
+        (Grasp(1e300, 60.0, 0.0, 40.0, 20.0), "outside the drawable range"),
+        (Grasp(80.0, 60.0, 0.0, 1e308, 1e308), "outside the drawable range"),  # corners overflow
+        (Grasp(80.0, 60.0, 0.0, 40.0, 1e10), "outside the drawable range"),
+        (Grasp(MAX_COORD + 1.0, 60.0, 0.0, 0.0, 0.0), "outside the drawable range"),
+    ],
+)
+def test_bad_grasp_values_name_list_and_index(rgb, name, bad, message):
+    with pytest.raises(InputError, match=rf"^{name}\[1\] has .*{message}"):
+        draw_overlay(rgb, **{name: [GOOD, bad]})
+
+
+def test_grasps_at_the_coordinate_limit_are_drawn(rgb):
+    edge = Grasp(MAX_COORD - 1.0, -(MAX_COORD - 1.0), 0.0, 2.0, 2.0)  # corners at ±MAX_COORD
+    out = draw_overlay(rgb, grasps=[edge, GOOD], gt_grasps=[edge])
+    assert out.shape == rgb.shape and (out != rgb).any()
+
+
+@pytest.mark.parametrize("title", [3, 0, 2.5, Path("scene/frame_01.png"), ["a", "b"]])
+def test_title_accepts_any_object(rgb, title):
+    out = draw_overlay(rgb, title=title)
+    np.testing.assert_array_equal(out, draw_overlay(rgb, title=str(title)))
+    assert (out[1, 1] == DEFAULT_STYLE.text_bg_rgb).all()
+
+
+def test_empty_or_none_title_draws_nothing(rgb):
+    np.testing.assert_array_equal(draw_overlay(rgb, title=""), rgb)
+    np.testing.assert_array_equal(draw_overlay(rgb, title=None), rgb)
+
+
+def test_grasps_accept_any_iterable(rgb):
+    grasps = [Grasp(40.0, 60.0, 0.0, 30.0, 15.0), Grasp(120.0, 60.0, 0.5, 30.0, 15.0)]
+    gts = [Grasp(80.0, 30.0, 0.3, 30.0, 15.0)]
+    expected = draw_overlay(rgb, grasps=grasps, gt_grasps=gts)
+    assert (expected != rgb).any()
+    from_generators = draw_overlay(rgb, grasps=(g for g in grasps), gt_grasps=(g for g in gts))
+    np.testing.assert_array_equal(from_generators, expected)
+    from_other = draw_overlay(rgb, grasps=iter(grasps), gt_grasps={0: gts[0]}.values())
+    np.testing.assert_array_equal(from_other, expected)
+
+
+@pytest.mark.parametrize("name", ["grasps", "gt_grasps"])
+def test_non_iterable_grasps_raise(rgb, name):
+    with pytest.raises(InputError, match=rf"expected {name} as an iterable .* got Grasp"):
+        draw_overlay(rgb, **{name: GOOD})  # a single grasp, not a list of them
+    with pytest.raises(InputError, match=rf"expected {name} as an iterable .* got int"):
+        draw_overlay(rgb, **{name: 5})
+    with pytest.raises(InputError, match=rf"at {name}\[0\]"):
+        draw_overlay(rgb, **{name: "ab"})
+
+
+def test_non_numeric_mask_raises(rgb):
+    with pytest.raises(InputError, match="mask_prob as real numbers"):
+        draw_overlay(rgb, mask_prob=np.full(rgb.shape[:2], "x"))

@@ -32,6 +32,7 @@ Model output convention (used identically by training, evaluation, export and ru
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -150,9 +151,33 @@ _INSIDE_EPS_PX = 1e-6
 to floating-point round-off (e.g. integer centres with an even extent) count as inside."""
 
 
+def _check_real(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(
+            f"{name} must be a real number (int or float), got {value!r} "
+            f"of type {type(value).__name__}"
+        )
+
+
+def _check_finite(name: str, value: float) -> None:
+    _check_real(name, value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
 def _check_positive(name: str, value: float) -> None:
+    _check_real(name, value)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(
+            f"{name} must be an int >= {minimum}, got {value!r} of type {type(value).__name__}"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _check_grasp(index: int, grasp: Grasp) -> None:
@@ -244,20 +269,73 @@ def encode_grasps(
     return maps
 
 
-def _check_maps(grasp_maps: np.ndarray, mask_prob: np.ndarray | None) -> None:
-    shape = np.shape(grasp_maps)
+def _real_array(name: str, value: object) -> np.ndarray:
+    """``value`` as an array of real numbers (bool, int or float), else a ValueError."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+        raise ValueError(f"{name} must be a numeric array, cannot convert it: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must be an array of real numbers (float, int or bool), got dtype {array.dtype}"
+        )
+    return array
+
+
+def _check_maps(
+    grasp_maps: np.ndarray, mask_prob: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate the decoder inputs; return them as arrays (maps float32, mask as given)."""
+    maps = _real_array("grasp_maps", grasp_maps)
+    shape = maps.shape
     if len(shape) != 3 or shape[0] != len(GRASP_CHANNELS):
         raise ValueError(
             f"grasp_maps must have shape (4, H, W) with channels {GRASP_CHANNELS}, got {shape}; "
             "drop the batch dimension and pass channels first"
         )
-    if mask_prob is not None and np.shape(mask_prob) != shape[1:]:
+    if shape[1] < 1 or shape[2] < 1:
+        raise ValueError(f"grasp_maps need H, W >= 1 (at least one pixel), got shape {shape}")
+    mask = None
+    if mask_prob is not None:
+        mask = _real_array("mask_prob", mask_prob)
+        if mask.shape != shape[1:]:
+            raise ValueError(
+                f"mask_prob must have shape (H, W) = {shape[1:]} to match grasp_maps, "
+                f"got {mask.shape}"
+            )
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: caught below
+        maps = maps.astype(np.float32, copy=False)
+    if not np.isfinite(maps).all():
         raise ValueError(
-            f"mask_prob must have shape (H, W) = {shape[1:]} to match grasp_maps, "
-            f"got {np.shape(mask_prob)}"
+            "grasp_maps contains NaN or infinite values (or values beyond float32's range); "
+            "expected finite maps"
         )
-    if not np.isfinite(grasp_maps).all():
-        raise ValueError("grasp_maps contains NaN or infinite values")
+    return maps, mask
+
+
+def _check_decoding(decoding: GraspDecoding, size: tuple[int, int]) -> None:
+    """Validate the decoding constants for maps of ``size`` = (H, W)."""
+    _check_positive("decoding.width_scale", decoding.width_scale)
+    _check_int("decoding.top_n", decoding.top_n, 1)
+    _check_int("decoding.min_distance", decoding.min_distance, 0)
+    _check_finite("decoding.threshold", decoding.threshold)
+    _check_finite("decoding.mask_threshold", decoding.mask_threshold)
+    _check_finite("decoding.jaw_ratio", decoding.jaw_ratio)
+    if decoding.jaw_ratio < 0:
+        raise ValueError(f"decoding.jaw_ratio must be >= 0, got {decoding.jaw_ratio!r}")
+    _check_finite("decoding.quality_sigma", decoding.quality_sigma)
+    max_sigma = max(size)
+    if not 0 <= decoding.quality_sigma <= max_sigma:
+        raise ValueError(
+            f"decoding.quality_sigma must be in [0, max(H, W)] = [0, {max_sigma}] pixels for maps "
+            f"of size (H, W) = {size}, got {decoding.quality_sigma!r}: a wider blur flattens the "
+            "whole map, so there is nothing left to find, and its cost grows with sigma"
+        )
+    _check_real("decoding.plateau_tolerance", decoding.plateau_tolerance)
+    if not 0 <= decoding.plateau_tolerance < 1:
+        raise ValueError(
+            f"decoding.plateau_tolerance must be in [0, 1), got {decoding.plateau_tolerance!r}"
+        )
 
 
 _FLOOD_FLAGS = 8 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
@@ -323,7 +401,10 @@ def _find_peaks(quality: np.ndarray, decoding: GraspDecoding) -> list[_Peak]:
         Up to top_n peaks. Every accepted component's maximum is its own peak's quality.
     """
     height, width = quality.shape
-    size = 2 * max(decoding.min_distance, 1) + 1  # >= 3 x 3: skips flank pixels cheaply
+    # >= 3 x 3: skips flank pixels cheaply. A radius of max(H, W) already spans the whole map, so
+    # larger min_distance values give the same maxima and are capped (no giant kernel).
+    radius = min(max(int(decoding.min_distance), 1), max(height, width))
+    size = 2 * radius + 1
     local_max = cv2.dilate(quality, np.ones((size, size), np.uint8))
     rows, cols = np.nonzero((quality >= local_max) & (quality > decoding.threshold))
     order = np.argsort(-quality[rows, cols], kind="stable")
@@ -366,48 +447,45 @@ def decode_grasps(
 ) -> list[Grasp]:
     """Turn dense grasp maps into grasps ranked by quality, strongest first.
 
-    Steps: q = clip(quality, 0, 1); q = 0 where ``mask_prob < mask_threshold``; Gaussian blur with
-    ``quality_sigma`` pixels (skipped when 0); candidate peaks are pixels equal to the maximum of
-    their ``(2 * max(min_distance, 1) + 1)`` square window with smoothed q > ``threshold``,
-    strongest first. Peaks are **plateau-aware**: a filled extent longer than about 14 px (with
-    quality_sigma = 2), or a flat-topped network output, blurs into a flat top with no unique
-    maximum, so each candidate stands for the 8-connected region where smoothed
-    q >= peak * (1 - ``plateau_tolerance``) around it. The grasp centre (x, y) is that region's
-    centre in sub-pixels: its centroid across the region's principal axis and the midpoint of its
-    extent along it (robust to the ripple of rasterised edges), moved onto the nearest region
+    Steps: q = clip(quality, 0, 1); q = 0 where ``mask_prob < mask_threshold`` or ``mask_prob`` is
+    NaN or infinite; Gaussian blur with ``quality_sigma`` pixels (skipped when 0); candidate peaks
+    are pixels equal to the maximum of their ``(2 * max(min_distance, 1) + 1)`` square window with
+    smoothed q > ``threshold``, strongest first. Peaks are **plateau-aware**: a filled extent longer
+    than about 14 px (with quality_sigma = 2), or a flat-topped network output, blurs into a flat
+    top with no unique maximum, so each candidate stands for the 8-connected region where
+    smoothed q >= peak * (1 - ``plateau_tolerance``) around it. The grasp centre (x, y) is that
+    region's centre in sub-pixels: its centroid across the region's principal axis and the midpoint
+    of its extent along it (robust to the ripple of rasterised edges), moved onto the nearest region
     pixel if it lies more than 1 px off the region. A candidate whose region touches an earlier
     one's is dropped, so one plateau gives one grasp; accepted centres are kept more than
     ``min_distance`` pixels (Chebyshev) apart. Angle = wrap(atan2(sin 2θ, cos 2θ) / 2) in radians
     and width = max(w, 0) * width_scale in pixels are read from the unsmoothed maps at the region
     pixel nearest to the centre (never a pixel off the region); height = jaw_ratio * width;
-    quality = the **smoothed, gated** quality at the peak (the value that ranked it). A
-    single-pixel or smooth peak decodes to its maximum pixel (x = column, y = row) up to
-    sub-pixel symmetry.
+    quality = the **smoothed, gated** quality at the peak (the value that ranked it). A single-pixel
+    or smooth peak decodes to its maximum pixel (x = column, y = row) up to sub-pixel symmetry.
 
     Args:
-        grasp_maps: ``(4, H, W)`` raw grasp output or target maps (``GRASP_CHANNELS`` order).
-        decoding: Peak-finding constants.
+        grasp_maps: ``(4, H, W)`` raw grasp output or target maps (``GRASP_CHANNELS`` order),
+            H, W >= 1, all finite.
+        decoding: Peak-finding constants: ``top_n`` (>= 1) and ``min_distance`` (>= 0) are ints,
+            the others real numbers, ``quality_sigma`` at most max(H, W).
         mask_prob: Optional ``(H, W)`` target-mask probability in [0, 1]; quality is zeroed where
-            it is below ``decoding.mask_threshold``.
+            it is below ``decoding.mask_threshold``. Non-finite values (NaN, ±inf) count as below
+            the threshold, so a broken mask pixel never lets an ungated grasp through.
 
     Returns:
         At most ``decoding.top_n`` grasps in map pixels; an empty list when no peak is above the
         threshold (never a made-up grasp).
 
     Raises:
-        ValueError: If the maps or mask have the wrong shape, the maps are not finite, or a
-            decoding constant is out of range.
+        ValueError: If the maps or mask are not real-valued or have the wrong shape, the maps are
+            empty or not finite, or a decoding constant has the wrong type or is out of range.
     """
-    _check_maps(grasp_maps, mask_prob)
-    _check_positive("decoding.width_scale", decoding.width_scale)
-    if decoding.top_n < 1 or decoding.min_distance < 0 or decoding.quality_sigma < 0:
-        raise ValueError(f"need top_n >= 1, min_distance >= 0, quality_sigma >= 0: {decoding}")
-    if not 0 <= decoding.plateau_tolerance < 1:
-        raise ValueError(f"need 0 <= plateau_tolerance < 1: {decoding}")
-    maps = np.asarray(grasp_maps, dtype=np.float32)
+    maps, mask = _check_maps(grasp_maps, mask_prob)
+    _check_decoding(decoding, maps.shape[1:])
     quality = np.clip(maps[0], 0.0, 1.0)
-    if mask_prob is not None:
-        quality[np.asarray(mask_prob) < decoding.mask_threshold] = 0.0
+    if mask is not None:
+        quality[~(np.isfinite(mask) & (mask >= decoding.mask_threshold))] = 0.0
     if decoding.quality_sigma > 0:
         quality = cv2.GaussianBlur(quality, (0, 0), decoding.quality_sigma)
     grasps = []

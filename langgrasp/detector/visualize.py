@@ -6,8 +6,10 @@ Only NumPy and OpenCV are used (the runtime imports this module). Images are RGB
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,13 @@ SUBPIXEL_BITS = 4
 """Fractional bits of OpenCV drawing coordinates (``shift``), so grasps are drawn at 1/16 px."""
 
 ELLIPSIS = "..."
+
+MAX_COORD = (np.iinfo(np.int32).max >> SUBPIXEL_BITS) - 1
+"""Largest |x| or |y| of a drawn grasp corner in pixels: OpenCV takes int32 fixed-point
+coordinates with ``SUBPIXEL_BITS`` fractional bits (about 1.3e8 px)."""
+
+_GEOMETRY = ("x", "y", "angle", "width", "height")
+"""Grasp fields that decide where its rectangle is drawn."""
 
 
 @dataclass(frozen=True)
@@ -80,13 +89,48 @@ def _line(img: np.ndarray, p: np.ndarray, q: np.ndarray, rgb: RGB, thickness: in
     )
 
 
-def _check_grasps(grasps: Sequence[Grasp], name: str) -> None:
-    for g in grasps:
+def _grasp_corners(grasps: Iterable[Grasp], name: str) -> list[np.ndarray]:
+    """Validate ``grasps`` and return each one's ``(4, 2)`` corners in pixels.
+
+    Raises:
+        InputError: If ``grasps`` is not an iterable of :class:`Grasp`, or a grasp has a
+            non-numeric or non-finite x, y, angle, width or height, or a corner farther than
+            ``MAX_COORD`` pixels from the origin along x or y.
+    """
+    if isinstance(grasps, Grasp) or not isinstance(grasps, Iterable):
+        raise InputError(
+            f"expected {name} as an iterable (list, tuple, generator) of Grasp objects, "
+            f"got {type(grasps).__name__}"
+        )
+    corners = []
+    for index, g in enumerate(grasps):
         if not isinstance(g, Grasp):
             raise InputError(
                 f"expected {name} as a sequence of Grasp objects, "
-                f"got an item of type {type(g).__name__}"
+                f"got an item of type {type(g).__name__} at {name}[{index}]"
             )
+        values = {key: getattr(g, key) for key in _GEOMETRY}
+        bad = [
+            key
+            for key, value in values.items()
+            if isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+        ]
+        if bad:
+            raise InputError(
+                f"{name}[{index}] has a non-finite or non-numeric {', '.join(bad)}; expected "
+                f"finite numbers in pixels and radians, got {g}"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: caught just below
+            c = np.asarray(g.corners(), dtype=np.float64)
+        if not (np.isfinite(c).all() and np.abs(c).max() <= MAX_COORD):
+            raise InputError(
+                f"{name}[{index}] has corners outside the drawable range; expected finite corner "
+                f"coordinates within ±{MAX_COORD} px (OpenCV's int32 fixed point), got {g}"
+            )
+        corners.append(c)
+    return corners
 
 
 def _draw_label(img: np.ndarray, text: str, origin: tuple[int, int], style: OverlayStyle) -> None:
@@ -99,6 +143,8 @@ def _draw_label(img: np.ndarray, text: str, origin: tuple[int, int], style: Over
 def _draw_title(img: np.ndarray, title: str, style: OverlayStyle) -> None:
     """Title at the top-left on a filled dark box, shortened with '...' to fit the image width."""
     text = title.encode("ascii", "replace").decode("ascii")  # Hershey fonts are ASCII only
+    if not text:
+        return
     m = style.text_margin
     max_width = img.shape[1] - 2 * m
     shown = text
@@ -115,9 +161,9 @@ def draw_overlay(
     rgb: np.ndarray,
     *,
     mask_prob: np.ndarray | None = None,
-    grasps: Sequence[Grasp] = (),
-    gt_grasps: Sequence[Grasp] = (),
-    title: str | None = None,
+    grasps: Iterable[Grasp] = (),
+    gt_grasps: Iterable[Grasp] = (),
+    title: object = None,
     mask_threshold: float = 0.5,
     style: OverlayStyle = DEFAULT_STYLE,
 ) -> np.ndarray:
@@ -127,10 +173,12 @@ def draw_overlay(
         rgb: ``(H, W, 3)`` uint8 RGB image; not modified.
         mask_prob: Optional ``(H, W)`` target-mask probability in [0, 1] (or a bool mask). Pixels
             with ``mask_prob >= mask_threshold`` are tinted and the region's outline is drawn.
-        grasps: Predicted grasps in pixels of ``rgb``, ranked best first; drawn with their rank
-            number (1 = best) and thick jaw edges.
-        gt_grasps: Ground-truth grasps in pixels of ``rgb``, drawn as thin rectangles.
-        title: Optional text (ASCII; other characters show as '?') in the top-left corner.
+        grasps: Predicted grasps in pixels of ``rgb``, ranked best first (any iterable, e.g. a
+            list or a generator); drawn with their rank number (1 = best) and thick jaw edges.
+        gt_grasps: Ground-truth grasps in pixels of ``rgb`` (any iterable), drawn as thin
+            rectangles.
+        title: Optional text in the top-left corner; any object is shown as ``str(title)``
+            (ASCII; other characters show as '?'). None or an empty string draws no title.
         mask_threshold: Probability at which a pixel counts as target.
         style: Colours and sizes.
 
@@ -139,11 +187,13 @@ def draw_overlay(
 
     Raises:
         InputError: If ``rgb`` is not an RGB uint8 image, ``mask_prob`` does not have shape
-            (H, W), or a grasp is not a :class:`Grasp`.
+            (H, W) or is not numeric, ``grasps``/``gt_grasps`` is not an iterable of
+            :class:`Grasp`, or a grasp has a non-finite value or a corner beyond ``MAX_COORD``
+            pixels (the message names the list and the index).
     """
     validate_rgb(rgb)
-    _check_grasps(grasps, "grasps")
-    _check_grasps(gt_grasps, "gt_grasps")
+    pred_corners = _grasp_corners(grasps, "grasps")
+    gt_corners = _grasp_corners(gt_grasps, "gt_grasps")
     out = np.ascontiguousarray(rgb).copy()
 
     if mask_prob is not None:
@@ -152,6 +202,10 @@ def draw_overlay(
             raise InputError(
                 f"expected mask_prob of shape {rgb.shape[:2]} (H, W) like the image, "
                 f"got {prob.shape}"
+            )
+        if prob.dtype.kind not in "biuf":
+            raise InputError(
+                f"expected mask_prob as real numbers (float, int or bool), got dtype {prob.dtype}"
             )
         region = prob >= mask_threshold
         tint = np.asarray(style.mask_rgb, dtype=np.float32)
@@ -164,10 +218,10 @@ def draw_overlay(
         )
         cv2.drawContours(out, contours, -1, style.mask_rgb, 1, cv2.LINE_AA)
 
-    for g in gt_grasps:
+    for corners in gt_corners:
         cv2.polylines(
             out,
-            [_fixed(g.corners())],
+            [_fixed(corners)],
             True,
             style.gt_rgb,
             style.gt_thickness,
@@ -176,8 +230,8 @@ def draw_overlay(
         )
 
     # Draw the best grasp last so it stays on top.
-    for rank in range(len(grasps), 0, -1):
-        c = grasps[rank - 1].corners()  # c[0]-c[1] and c[2]-c[3] are the jaws (grasp.py order)
+    for rank in range(len(pred_corners), 0, -1):
+        c = pred_corners[rank - 1]  # c[0]-c[1] and c[2]-c[3] are the jaws (grasp.py order)
         _line(out, c[1], c[2], style.pred_rgb, style.side_thickness)
         _line(out, c[3], c[0], style.pred_rgb, style.side_thickness)
         _line(out, c[0], c[1], style.pred_rgb, style.jaw_thickness)
@@ -187,8 +241,8 @@ def draw_overlay(
         centre = c.mean(axis=0)
         _draw_label(out, label, (round(centre[0] - tw / 2), round(centre[1] + th / 2)), style)
 
-    if title:
-        _draw_title(out, title, style)
+    if title is not None:
+        _draw_title(out, str(title), style)
     return out
 
 
