@@ -444,3 +444,9 @@ def test_round_trip_with_each_registered_width_scale(name):
             assert abs(got.width - gt.width) <= 2.0, (gt, got)
             checked += 1
     assert checked >= 10
+
+
+def test_invalid_fields_names_non_finite_and_non_numeric_values():
+    assert Grasp(1.0, 2.0, 0.3, 4.0, 2.0).invalid_fields() == []
+    bad = Grasp(math.nan, 2.0, math.inf, "4", True, quality=0.5)  # type: ignore[arg-type]
+    assert bad.invalid_fields() == ["x", "angle", "width", "height"]

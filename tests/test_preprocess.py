@@ -188,3 +188,9 @@ def test_runtime_modules_do_not_import_torch():
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("hw", [(480, 640), (640, 480), (100, 100), (37, 91)])
+def test_content_mask_is_the_letterboxed_image_area(hw):
+    box = Letterbox.fit(*hw, 128)
+    assert np.array_equal(box.content_mask(), box.mask(np.ones(hw, dtype=bool)))

@@ -76,6 +76,16 @@ class Grasp:
             [c - u * hw - v * hh, c - u * hw + v * hh, c + u * hw + v * hh, c + u * hw - v * hh]
         )
 
+    def invalid_fields(self) -> list[str]:
+        """Names of the fields that are not finite real numbers (empty for a usable grasp)."""
+        return [
+            key
+            for key, value in self.to_dict().items()
+            if isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+        ]
+
     def to_dict(self) -> dict[str, float]:
         """Plain dict (JSON-ready), angle in radians."""
         return {
@@ -181,7 +191,7 @@ def _check_int(name: str, value: object, minimum: int) -> None:
 
 
 def _check_grasp(index: int, grasp: Grasp) -> None:
-    bad = [key for key, value in grasp.to_dict().items() if not math.isfinite(value)]
+    bad = grasp.invalid_fields()
     if bad:
         raise ValueError(f"grasp {index} has non-finite {', '.join(bad)}: {grasp}")
     if grasp.width < 0 or grasp.height < 0:

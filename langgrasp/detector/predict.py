@@ -83,8 +83,7 @@ class Predictor:
         grasp_maps = maps[0, 1:].float().cpu().numpy()
         inferred = time.perf_counter()
         # Letterbox padding is not part of the image: no mask, hence no grasp, may come from it.
-        content = box.mask(np.ones(rgb.shape[:2], dtype=bool))
-        gated = np.where(content, mask_prob, 0.0).astype(np.float32)
+        gated = np.where(box.content_mask(), mask_prob, 0.0).astype(np.float32)
         grasps = box.grasps_to_image(decode_grasps(grasp_maps, self.decoding, gated))
         mask_image = cv2.warpAffine(
             gated, box.inverse_matrix, (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR

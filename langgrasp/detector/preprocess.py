@@ -144,6 +144,14 @@ class Letterbox:
         """``(2, 3)`` float64 affine from model to image pixels, e.g. to warp output maps back."""
         return cv2.invertAffineTransform(self.matrix)
 
+    def content_mask(self) -> np.ndarray:
+        """``(S, S)`` bool: True on model pixels that come from the image, False on padding."""
+        mask = np.zeros((self.size, self.size), dtype=bool)
+        rows = slice(self.pad_top, self.pad_top + self.resized_height)
+        cols = slice(self.pad_left, self.pad_left + self.resized_width)
+        mask[rows, cols] = True
+        return mask
+
     def _resize(self, arr: np.ndarray, interpolation: int, fill: object) -> np.ndarray:
         arr = np.ascontiguousarray(arr)
         resized = cv2.resize(

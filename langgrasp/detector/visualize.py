@@ -6,8 +6,6 @@ Only NumPy and OpenCV are used (the runtime imports this module). Images are RGB
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,14 +107,7 @@ def _grasp_corners(grasps: Iterable[Grasp], name: str) -> list[np.ndarray]:
                 f"expected {name} as a sequence of Grasp objects, "
                 f"got an item of type {type(g).__name__} at {name}[{index}]"
             )
-        values = {key: getattr(g, key) for key in _GEOMETRY}
-        bad = [
-            key
-            for key, value in values.items()
-            if isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not math.isfinite(value)
-        ]
+        bad = [key for key in g.invalid_fields() if key in _GEOMETRY]  # quality is not drawn
         if bad:
             raise InputError(
                 f"{name}[{index}] has a non-finite or non-numeric {', '.join(bad)}; expected "

@@ -204,12 +204,7 @@ def tokenize(commands: str | Sequence[str], context_length: int) -> torch.Tensor
         raise InputError(
             f"context_length must be an int >= 3 (start, a word, end), got {context_length!r}"
         )
-    if isinstance(commands, str):
-        texts = [commands]
-    elif isinstance(commands, (list, tuple)):
-        texts = list(commands)
-    else:
-        raise InputError(f"a command must be a string, got {type(commands).__name__}: {commands!r}")
+    texts = list(commands) if isinstance(commands, (list, tuple)) else [commands]
     if not texts:
         raise InputError("no command given: expected a non-empty string such as 'pick the red mug'")
     for text in texts:
