@@ -17,3 +17,11 @@ class UnknownModelError(LanggraspError, KeyError):
 
 class InputError(LanggraspError, ValueError):
     """An image, tensor or command that has the wrong type, shape, dtype or content."""
+
+
+class TruncationWarning(UserWarning):
+    """A command had more tokens than the context length and was truncated (end-of-text kept).
+
+    Issued by both tokenizers, ``langgrasp.detector.model.tokenize`` (training side, torch) and
+    ``langgrasp.runtime.tokenizer.ClipTokenizer`` (torch-free), so one filter covers both.
+    """

@@ -35,3 +35,18 @@ def test_bad_config_values_are_named():
         LGGDConfig.from_dict({**data, "input_size": 100})
     with pytest.raises(InputError, match="ldch_form"):
         LGGDConfig.from_dict({**data, "ldch_form": "dynamic"})
+
+
+def test_fusion_switch_round_trips_and_is_validated():
+    import dataclasses
+
+    tiny = get_config("lggd-tiny")
+    assert all(get_config(name).fusion == "dcvlf" for name in list_models())
+    concat = dataclasses.replace(tiny, fusion="concat")
+    data = json.loads(json.dumps(concat.to_dict()))
+    assert data["fusion"] == "concat" and LGGDConfig.from_dict(data) == concat
+    old = tiny.to_dict()
+    del old["fusion"]  # checkpoints written before the switch existed
+    assert LGGDConfig.from_dict(old) == tiny
+    with pytest.raises(InputError, match="fusion must be one of 'dcvlf', 'concat'"):
+        LGGDConfig.from_dict({**tiny.to_dict(), "fusion": "film"})

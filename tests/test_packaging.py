@@ -1,5 +1,6 @@
 """The boundaries that keep the edge install small and Python 3.10 compatible."""
 
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -7,16 +8,30 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Modules the torch-free runtime uses (now or in later work) besides runtime/ and calibration/.
+EDGE_PACKAGES = ("langgrasp.runtime", "langgrasp.calibration")
+# Every module of the edge packages, found on disk so that a new module is checked too.
+EDGE_MODULES = [
+    info.name
+    for package in EDGE_PACKAGES
+    for info in pkgutil.walk_packages([str(ROOT / package.replace(".", "/"))], prefix=f"{package}.")
+]
+# Modules the torch-free runtime and the dataset tools use besides runtime/ and calibration/.
 TORCH_FREE = [
-    "langgrasp.runtime",
-    "langgrasp.calibration",
+    *EDGE_PACKAGES,
+    *EDGE_MODULES,
+    "langgrasp.errors",
     "langgrasp.detector.grasp",
     "langgrasp.detector.metrics",
     "langgrasp.detector.preprocess",
     "langgrasp.detector.visualize",
     "langgrasp.detector.config",
     "langgrasp.datasets.synthetic",
+    "langgrasp.datasets.base",
+    "langgrasp.datasets.ocid_vlg",
+    "langgrasp.datasets.synthetic_set",
+    "langgrasp.datasets.grasp_anything",
+    "langgrasp.datasets.safe_pickle",
+    "langgrasp.datasets.check",
 ]
 
 
@@ -38,12 +53,8 @@ def test_torch_free_modules_do_not_import_torch():
 def test_edge_code_is_python_3_10_compatible():
     pytest.importorskip("vermin")  # dev extra
     vermin = Path(sys.executable).with_name("vermin")  # the console script of this environment
-    paths = ["langgrasp/runtime", "langgrasp/calibration", "langgrasp/errors.py"]
-    paths += [
-        m.replace(".", "/") + ".py"
-        for m in TORCH_FREE
-        if not m.endswith(("runtime", "calibration"))
-    ]
+    paths = [p.replace(".", "/") for p in EDGE_PACKAGES]
+    paths += [m.replace(".", "/") + ".py" for m in TORCH_FREE if not m.startswith(EDGE_PACKAGES)]
     result = subprocess.run(
         [str(vermin), "-t=3.10-", "--no-tips", "--violations", "--eval-annotations", *paths],
         capture_output=True, text=True, cwd=ROOT,

@@ -1,5 +1,6 @@
 import math
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -11,11 +12,18 @@ import numpy as np
 import pytest
 
 from langgrasp.datasets.synthetic import (
+    HELD_OUT_COMBOS,
+    HELD_OUT_TEMPLATES,
     OBJECT_KINDS,
     PALETTE,
+    SPLIT_SEED_STRIDE,
+    SPLITS,
     TEMPLATE_FAMILIES,
+    TEMPLATES,
     SceneConfig,
+    instance_map,
     render_scene,
+    split_scene_seed,
 )
 from langgrasp.errors import InputError
 
@@ -191,3 +199,108 @@ def test_bad_config_raises():
         SceneConfig(min_objects=4, max_objects=2)
     with pytest.raises(InputError, match="positive"):
         SceneConfig(height=0)
+
+
+# --- held-out splits ---------------------------------------------------------------------------
+
+SMALL = SceneConfig().resized(160, 120)
+N_SPLIT_SCENES = 40
+
+
+def _pattern(wording):
+    """Regex matching any text formatted from ``wording``."""
+    return re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(wording)) + "$")
+
+
+@pytest.fixture(scope="module")
+def split_scenes():
+    return {
+        split: [
+            render_scene(split_scene_seed(split, 0, i), SMALL, split) for i in range(N_SPLIT_SCENES)
+        ]
+        for split in SPLITS
+    }
+
+
+def test_held_out_lists_keep_every_kind_colour_and_template_seen():
+    seen = {(c, k) for c in PALETTE for k in OBJECT_KINDS} - HELD_OUT_COMBOS
+    assert {(c, k) for c in PALETTE for k in OBJECT_KINDS} > HELD_OUT_COMBOS
+    assert {k for _, k in seen} == set(OBJECT_KINDS) and {c for c, _ in seen} == set(PALETTE)
+    assert set(HELD_OUT_TEMPLATES) == set(TEMPLATES)
+    for key, held in HELD_OUT_TEMPLATES.items():
+        fields = {tuple(sorted(re.findall(r"\{(\w+)\}", w))) for w in (*held, *TEMPLATES[key])}
+        assert len(fields) == 1, key  # same placeholders, so any instruction can use either
+        for w in held:  # no held-out wording can produce a seen text, or the reverse
+            assert w not in TEMPLATES[key]
+            assert not any(
+                _pattern(w).match(s.replace("{", "").replace("}", "")) for s in TEMPLATES[key]
+            )
+
+
+def test_seen_splits_never_show_held_out_combos(split_scenes):
+    for split in ("train", "val", "test", "test-unseen-phrasing"):
+        for s in split_scenes[split]:
+            assert not {(o.colour, o.name) for o in s.objects} & HELD_OUT_COMBOS, split
+            assert s.split == split
+
+
+def test_unseen_combo_targets_are_held_out_pairs(split_scenes):
+    targets = set()
+    for s in split_scenes["test-unseen-combos"]:
+        target = s.objects[s.target_index]
+        targets.add((target.colour, target.name))
+        assert s.wording in TEMPLATES[_key(s.wording)]
+    assert targets <= HELD_OUT_COMBOS and len(targets) > 1
+
+
+def _key(wording):
+    return next(k for k, v in TEMPLATES.items() if wording in v)
+
+
+def test_wordings_per_split(split_scenes):
+    seen = [w for ws in TEMPLATES.values() for w in ws]
+    held = [w for ws in HELD_OUT_TEMPLATES.values() for w in ws]
+    for split, scenes in split_scenes.items():
+        pool = held if split == "test-unseen-phrasing" else seen
+        for s in scenes:
+            assert s.wording in pool and _pattern(s.wording).match(s.text), (split, s.text)
+    families = {s.family for s in split_scenes["test-unseen-phrasing"]}
+    assert len(families) >= 3
+
+
+def test_unrestricted_scenes_use_every_combo_and_seen_wordings(scenes):
+    combos = {(o.colour, o.name) for *_, objects, _, _ in scenes for o in objects}
+    assert combos & HELD_OUT_COMBOS
+    seen = [w for ws in TEMPLATES.values() for w in ws]
+    assert all(any(_pattern(w).match(text) for w in seen) for _, text, *_ in scenes)
+
+
+def test_split_scene_seed_blocks():
+    assert split_scene_seed("train", 0, 5) == 5
+    assert split_scene_seed("val", 0, 0) == SPLIT_SEED_STRIDE
+    assert split_scene_seed("train", 1, 0) == len(SPLITS) * SPLIT_SEED_STRIDE
+    for args in [("dev", 0, 0), ("train", -1, 0), ("train", 0, SPLIT_SEED_STRIDE), ("val", 0, 1.0)]:
+        with pytest.raises(InputError):
+            split_scene_seed(*args)
+    with pytest.raises(InputError, match="unknown synthetic split"):
+        render_scene(0, split="dev")
+
+
+def test_instance_map_reproduces_the_mask(split_scenes):
+    kinds = set()
+    for s in (s for scenes in split_scenes.values() for s in scenes[:10]):
+        ids, target = instance_map(s)
+        np.testing.assert_array_equal(ids == target, s.mask)
+        if s.target_part is None:
+            assert target == s.target_index + 1
+        else:
+            assert target == len(s.objects) + 1
+        kinds.add(s.target_part is None)
+        assert set(np.unique(ids)) <= set(range(len(s.objects) + 2))
+    assert kinds == {True, False}
+
+
+def test_resized_config_keeps_the_field_of_view():
+    small = CFG.resized(320, 240)
+    np.testing.assert_allclose(small.intrinsics, [[307.5, 0, 160], [0, 307.5, 120], [0, 0, 1]])
+    assert small.pixels_per_metre == pytest.approx(PPM / 2)

@@ -28,7 +28,16 @@ from langgrasp.errors import InputError, LanggraspError
 
 
 class SampleError(LanggraspError):
-    """One sample cannot be loaded; the message names the sample, the file and the reason."""
+    """One sample cannot be loaded; the message names the sample, the file and the reason.
+
+    Attributes:
+        reason: Short reason kind ("missing image", "no grasps", ...) that reports count by;
+            None when the loader gives none (``langgrasp data check`` then derives it).
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class LayoutError(InputError):

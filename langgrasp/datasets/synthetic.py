@@ -13,6 +13,19 @@ along the optical axis in metres, 0 where invalid, like an aligned RealSense dep
 
 To add an object kind, write a builder that returns its parts in the object frame and register an
 :class:`ObjectKind` in ``OBJECT_KINDS``; placement, rendering, grasps and instructions are generic.
+
+Held-out splits (``SPLITS``; :func:`split_scene_seed` gives each split its own disjoint seeds):
+
+* ``train``, ``val``, ``test``: one distribution. No object ever has one of the
+  ``HELD_OUT_COMBOS`` (colour, kind) pairs and instructions use the ``TEMPLATES`` wordings.
+* ``test-unseen-combos``: the target is always a ``HELD_OUT_COMBOS`` pair (one per kind, each
+  with a different colour, so every kind and every colour is seen in training, only the pairing
+  is new); the wordings are the seen ones.
+* ``test-unseen-phrasing``: seen combinations, but every instruction uses a
+  ``HELD_OUT_TEMPLATES`` wording (new verbs and sentence shapes for every template).
+
+``render_scene(seed)`` without a split is the unrestricted generator the demo uses: every
+(colour, kind) pair, ``TEMPLATES`` wordings (never the held-out ones).
 """
 
 from __future__ import annotations
@@ -63,6 +76,83 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "part": ("grab the {target} by its {part}", "pick up the {target} by the {part}"),
 }
 """Instruction templates; "extreme" belongs to the "location" family."""
+
+HELD_OUT_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "name": ("could you pass me the {noun}", "I need the {noun}"),
+    "attribute": ("fetch the {colour} {noun}", "I need the {colour} {noun}"),
+    "location": ("take the {noun} that is {where}",),
+    "extreme": ("fetch whichever object is closest to the {side}",),
+    "relation": ("take the {noun} that sits next to the {anchor}",),
+    "part": ("lift the {target} holding it by the {part}",),
+}
+"""Wordings used only by the ``test-unseen-phrasing`` split (same keys and fields as TEMPLATES)."""
+
+HELD_OUT_COMBOS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("red", "ball"),
+        ("green", "mug"),
+        ("blue", "box"),
+        ("yellow", "tool"),
+        ("orange", "disc"),
+        ("purple", "bar"),
+    }
+)
+"""(colour, kind) pairs absent from train/val/test and the targets of ``test-unseen-combos``."""
+
+
+@dataclass(frozen=True)
+class SceneSplit:
+    """What a split may show and say.
+
+    Attributes:
+        name: Split name, a key of ``SPLITS``.
+        excluded_combos: (colour, kind) pairs no object of the split may have.
+        target_combos: When set, the target's (colour, kind) is one of these, and one such object
+            is placed first so that every scene has one.
+        templates: Wordings per template key (``TEMPLATES`` or ``HELD_OUT_TEMPLATES``).
+    """
+
+    name: str
+    excluded_combos: frozenset[tuple[str, str]]
+    target_combos: frozenset[tuple[str, str]] | None
+    templates: Mapping[str, tuple[str, ...]]
+
+
+SPLITS: dict[str, SceneSplit] = {
+    s.name: s
+    for s in (
+        SceneSplit("train", HELD_OUT_COMBOS, None, TEMPLATES),
+        SceneSplit("val", HELD_OUT_COMBOS, None, TEMPLATES),
+        SceneSplit("test", HELD_OUT_COMBOS, None, TEMPLATES),
+        SceneSplit("test-unseen-combos", frozenset(), HELD_OUT_COMBOS, TEMPLATES),
+        SceneSplit("test-unseen-phrasing", HELD_OUT_COMBOS, None, HELD_OUT_TEMPLATES),
+    )
+}
+"""The synthetic splits, in the order that :func:`split_scene_seed` numbers them."""
+
+SPLIT_SEED_STRIDE = 10**9
+"""Scene seeds per (dataset seed, split) block; a split holds at most this many scenes."""
+
+
+def split_scene_seed(split: str, seed: int, index: int) -> int:
+    """Scene seed of sample ``index`` of ``split`` in the synthetic set drawn with ``seed``.
+
+    Seeds are numbered in blocks of ``SPLIT_SEED_STRIDE``: block ``seed * len(SPLITS) + k`` holds
+    the k-th split of ``SPLITS``, so different splits and different dataset seeds never share a
+    scene, and ``train`` of seed 0 uses scene seeds 0, 1, 2, ...
+
+    Raises:
+        InputError: Unknown split, negative seed, or index outside ``[0, SPLIT_SEED_STRIDE)``.
+    """
+    if split not in SPLITS:
+        raise InputError(f"unknown synthetic split {split!r}; expected one of {', '.join(SPLITS)}")
+    for name, value in (("seed", seed), ("index", index)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise InputError(f"expected a non-negative integer {name}, got {value!r}")
+    if index >= SPLIT_SEED_STRIDE:
+        raise InputError(f"a synthetic split holds at most {SPLIT_SEED_STRIDE} scenes")
+    return (int(seed) * len(SPLITS) + list(SPLITS).index(split)) * SPLIT_SEED_STRIDE + int(index)
+
 
 SUBPIXEL_BITS = 4
 """Fractional bits of OpenCV drawing coordinates (``shift``): parts are drawn at 1/16 px."""
@@ -190,6 +280,23 @@ class SceneConfig:
     def intrinsics(self) -> np.ndarray:
         """``(3, 3)`` float64 pinhole camera matrix K in pixels."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def resized(self, width: int, height: int) -> SceneConfig:
+        """The same camera at another image size: intrinsics scaled, field of view kept.
+
+        Objects keep their size relative to the image, so a 160x120 scene looks like a 640x480
+        one at a quarter of the resolution (pixel-valued settings such as ``border_px`` stay).
+        """
+        sx, sy = width / self.width, height / self.height
+        return replace(
+            self,
+            width=width,
+            height=height,
+            fx=self.fx * sx,
+            fy=self.fy * sy,
+            cx=self.cx * sx,
+            cy=self.cy * sy,
+        )
 
 
 @dataclass(frozen=True)
@@ -396,6 +503,10 @@ class SceneSample:
         target_index: Index of the target in ``objects``.
         target_part: Part named by a part-level instruction, else None.
         family: Instruction family, one of ``TEMPLATE_FAMILIES``.
+        split: Name of the split (a key of ``SPLITS``) whose rules drew the scene, None for the
+            unrestricted generator.
+        wording: The template the text was formatted from (a value in ``TEMPLATES`` or
+            ``HELD_OUT_TEMPLATES``).
     """
 
     rgb: np.ndarray
@@ -410,6 +521,8 @@ class SceneSample:
     target_index: int
     target_part: str | None
     family: str
+    split: str | None
+    wording: str
 
 
 def _draw_part(
@@ -432,16 +545,31 @@ def _draw_part(
         cv2.fillPoly(img, [pts], value, cv2.LINE_8, shift)
 
 
-def _place_objects(rng: np.random.Generator, cfg: SceneConfig, ppm: float) -> list[SceneObject]:
-    """Rejection-sample non-overlapping objects with distinct (kind, colour) pairs."""
+def _place_objects(
+    rng: np.random.Generator, cfg: SceneConfig, ppm: float, split: SceneSplit | None = None
+) -> list[SceneObject]:
+    """Rejection-sample non-overlapping objects with distinct (kind, colour) pairs.
+
+    With a ``split``, its excluded pairs are never drawn, and with ``target_combos`` the first
+    object is one of those pairs (if it does not fit, the scene has none).
+    """
     occupied = np.zeros((cfg.height, cfg.width), np.uint8)
     gap = cfg.object_gap_m * ppm / 2  # each object is grown by half the gap
     objects: list[SceneObject] = []
     kinds, colours = list(OBJECT_KINDS), list(PALETTE)
-    for _ in range(int(rng.integers(cfg.min_objects, cfg.max_objects + 1))):
-        kind = OBJECT_KINDS[kinds[rng.integers(len(kinds))]]
-        taken = {o.colour for o in objects if o.name == kind.name}
-        colour = str(rng.choice([c for c in colours if c not in taken]))
+    excluded = split.excluded_combos if split is not None else frozenset()
+    forced = sorted(split.target_combos) if split is not None and split.target_combos else []
+    for k in range(int(rng.integers(cfg.min_objects, cfg.max_objects + 1))):
+        if k == 0 and forced:
+            colour, kind_name = forced[rng.integers(len(forced))]
+            kind = OBJECT_KINDS[kind_name]
+        else:
+            kind = OBJECT_KINDS[kinds[rng.integers(len(kinds))]]
+            taken = {o.colour for o in objects if o.name == kind.name}
+            free = [c for c in colours if c not in taken and (c, kind.name) not in excluded]
+            if not free:  # every colour of this kind is used or held out
+                continue
+            colour = str(rng.choice(free))
         local = kind.build({k: float(rng.uniform(*r)) for k, r in kind.sizes.items()}, ppm)
         radius = max(math.hypot(*p.centre) + math.hypot(p.length, p.width) / 2 for p in local)
         texture = str(rng.choice(TEXTURES))
@@ -752,8 +880,10 @@ def _instructions(
     return out
 
 
-def render_scene(seed: int, config: SceneConfig | None = None) -> SceneSample:
-    """Render one scene, fully determined by ``seed`` and ``config``.
+def render_scene(
+    seed: int, config: SceneConfig | None = None, split: str | None = None
+) -> SceneSample:
+    """Render one scene, fully determined by ``seed``, ``config`` and ``split``.
 
     The instruction family is drawn uniformly among the families the scene allows, then one
     instruction of that family and one template wording, so rarer families are not starved.
@@ -761,19 +891,26 @@ def render_scene(seed: int, config: SceneConfig | None = None) -> SceneSample:
     Args:
         seed: Non-negative integer seed of the NumPy random generator.
         config: Scene parameters; defaults to ``SceneConfig()`` (640x480, D435-like camera).
+        split: A key of ``SPLITS`` whose rules (held-out combinations and wordings) apply; None
+            (default, used by the demo) draws from every combination with ``TEMPLATES``. The
+            split only restricts what is drawn; :func:`split_scene_seed` picks its seeds.
 
     Returns:
         The :class:`SceneSample` (RGB, depth in metres, target mask, grasps in pixels, text).
 
     Raises:
-        InputError: If ``seed`` is not a non-negative integer or no object fits into the image.
+        InputError: If ``seed`` is not a non-negative integer, ``split`` is unknown, no object
+            fits into the image, or a ``test-unseen-combos`` target does not fit.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"expected a non-negative integer seed, got {seed!r}")
+    if split is not None and split not in SPLITS:
+        raise InputError(f"unknown synthetic split {split!r}; expected one of {', '.join(SPLITS)}")
+    rule = SPLITS[split] if split is not None else None
     cfg = config if config is not None else SceneConfig()
     rng = np.random.default_rng(int(seed))
     ppm = cfg.pixels_per_metre
-    objects = _place_objects(rng, cfg, ppm)
+    objects = _place_objects(rng, cfg, ppm, rule)
     if not objects:
         raise InputError(f"no object fits into a {cfg.width}x{cfg.height} image; make it larger")
     labels, owners = _label_maps(objects, (cfg.height, cfg.width))
@@ -782,12 +919,21 @@ def render_scene(seed: int, config: SceneConfig | None = None) -> SceneSample:
     depth = _render_depth(rng, cfg, pixels, ppm)
 
     choices = _instructions(objects, owners, cfg, ppm)
+    if rule is not None and rule.target_combos is not None:
+        allowed = rule.target_combos
+        choices = [c for c in choices if _combo(objects[c.target]) in allowed]
+        if not choices:
+            raise InputError(
+                f"scene {seed}: no held-out object fits into a {cfg.width}x{cfg.height} image; "
+                "make it larger"
+            )
     families = [f for f in TEMPLATE_FAMILIES if any(c.family == f for c in choices)]
     family = families[rng.integers(len(families))]
     pool = [c for c in choices if c.family == family]
     choice = pool[rng.integers(len(pool))]
-    wordings = TEMPLATES[choice.template]
-    text = wordings[rng.integers(len(wordings))].format(**choice.fields)
+    wordings = (TEMPLATES if rule is None else rule.templates)[choice.template]
+    wording = wordings[rng.integers(len(wordings))]
+    text = wording.format(**choice.fields)
 
     target = objects[choice.target]
     if choice.part is None:
@@ -810,4 +956,29 @@ def render_scene(seed: int, config: SceneConfig | None = None) -> SceneSample:
         target_index=target.index,
         target_part=choice.part,
         family=family,
+        split=split,
+        wording=wording,
     )
+
+
+def _combo(obj: SceneObject) -> tuple[str, str]:
+    return obj.colour, obj.name
+
+
+def instance_map(sample: SceneSample) -> tuple[np.ndarray, int]:
+    """An OCID-style instance-id map of the scene and the id of what the text refers to.
+
+    Ids ``1..N`` are the objects in draw order (0 = table). For a part-level instruction the
+    referred "instance" is the part: its visible pixels get the extra id ``N + 1``. In both cases
+    ``ids == target_id`` equals ``sample.mask`` exactly.
+
+    Returns:
+        ``(H, W)`` uint8 instance ids and the target's id.
+    """
+    _, owners = _label_maps(list(sample.objects), sample.mask.shape)
+    if sample.target_part is None:
+        target_id = sample.target_index + 1
+    else:
+        target_id = len(sample.objects) + 1
+        owners[sample.mask] = target_id
+    return owners, target_id

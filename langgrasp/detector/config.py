@@ -17,6 +17,10 @@ from langgrasp.errors import InputError, UnknownModelError
 
 CLIP_VOCAB_SIZE = 49408  # CLIP BPE vocabulary incl. <start/end of text> (open_clip CLIPTextCfg)
 
+FUSION_KINDS = ("dcvlf", "concat")
+"""Vision-language bottlenecks ``LGGDConfig.fusion`` accepts: the paper's DCVLF, or the plain
+concatenation baseline of its ablation (Table VI, first row; see ``model.fusion.ConcatFusion``)."""
+
 
 @dataclass(frozen=True)
 class CLIPConfig:
@@ -64,7 +68,11 @@ class LGGDConfig:
         std: Per-channel image std for normalisation.
         pool_project: Apply the attention pool's output projection to the spatial map (giving
             ``embed_dim`` channels). The paper's eq. 6 keeps 2048 channels, i.e. no projection.
-        fusion_dim: Token width d inside DCVLF (eq. 9-12).
+        fusion: Vision-language bottleneck, one of ``FUSION_KINDS``: ``"dcvlf"`` (the paper's
+            DCVLF, Section IV.B) or ``"concat"`` (the ablation baseline of Table VI, first row:
+            visual map concatenated with the broadcast sentence feature, then a 1x1 projection
+            to ``fusion_dim`` channels; ``fusion_heads``/``fusion_ffn`` are then unused).
+        fusion_dim: Token width d inside DCVLF (eq. 9-12); the fused map's channels either way.
         fusion_heads: Attention heads in DCVLF.
         fusion_ffn: Hidden width of DCVLF feed-forward networks.
         decoder_channels: Output channels C' of the upsampling stages, coarse to fine. Each stage
@@ -93,6 +101,7 @@ class LGGDConfig:
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     pool_project: bool = False
+    fusion: str = "dcvlf"
     fusion_dim: int = 512
     fusion_heads: int = 8
     fusion_ffn: int = 2048
@@ -120,6 +129,11 @@ class LGGDConfig:
             )
         if self.ldch_form not in ("static", "grouped"):
             raise InputError(f"ldch_form must be 'static' or 'grouped', got {self.ldch_form!r}")
+        if self.fusion not in FUSION_KINDS:
+            raise InputError(
+                f"fusion must be one of {', '.join(repr(k) for k in FUSION_KINDS)}, "
+                f"got {self.fusion!r}"
+            )
         if self.fusion_dim % self.fusion_heads:
             raise InputError("fusion_dim must be divisible by fusion_heads")
 

@@ -1,7 +1,10 @@
 """Run a PyTorch LGGD model on one RGB image and a command: NumPy in, ranked grasps out.
 
 The same preprocessing (``preprocess``) and decoding (``grasp``) that the torch-free runtime uses;
-only the network call differs.
+only the network call differs. :func:`output_maps` and :func:`maps_to_image` are the
+post-processing steps, shared with the batched evaluator (``langgrasp.evaluation``) so that what
+is scored is exactly what the predictor returns; ``maps_to_image`` and ``sigmoid`` live in the
+torch-free ``postprocess`` module, which the ONNX runtime engine calls too.
 """
 
 from __future__ import annotations
@@ -9,14 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from langgrasp.detector.grasp import Grasp, GraspDecoding, decode_grasps
-from langgrasp.detector.model import LGGD, tokenize
+from langgrasp.detector.grasp import Grasp, GraspDecoding
+from langgrasp.detector.model import LGGD, LGGDOutput, tokenize
 from langgrasp.detector.model.encoders import TextFeatures
+from langgrasp.detector.postprocess import maps_to_image, sigmoid
 from langgrasp.detector.preprocess import prepare_image, validate_rgb
 
 
@@ -34,6 +37,37 @@ class Prediction:
     grasps: list[Grasp]
     mask_prob: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def output_maps(output: LGGDOutput, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs as NumPy maps on the model-input grid.
+
+    Args:
+        output: Refined model outputs for B samples (mask logits and regressed grasp maps at the
+            config's output size).
+        input_size: Side S of the square model input in pixels; outputs of a smaller size
+            (``output_stride`` > 1) are bilinearly upsampled to it.
+
+    Returns:
+        ``(mask_prob, grasp_maps)``: ``(B, S, S)`` float32 mask probabilities (``sigmoid`` of
+        the logits, the runtime's own function) and ``(B, 4, S, S)`` float32 grasp maps in
+        ``GRASP_CHANNELS`` order, on the CPU.
+    """
+    maps = full_resolution_maps(output, input_size).float().cpu().numpy()
+    return sigmoid(maps[:, 0]), maps[:, 1:]
+
+
+def full_resolution_maps(output: LGGDOutput, input_size: int) -> torch.Tensor:
+    """Refined mask logits and grasp maps on the model-input grid, (B, 5, S, S) tensor.
+
+    Channel 0 is the mask logit, channels 1-4 the grasp maps (``GRASP_CHANNELS``); outputs of a
+    smaller size (``output_stride`` > 1) are bilinearly upsampled. The ONNX frame graph is
+    exported through this function, so both runtimes see the same maps.
+    """
+    maps = torch.cat([output.mask, output.grasp], dim=1)
+    if maps.shape[-1] != input_size:  # configs with output_stride > 1
+        maps = F.interpolate(maps, size=(input_size,) * 2, mode="bilinear", align_corners=False)
+    return maps
 
 
 class Predictor:
@@ -74,20 +108,9 @@ class Predictor:
         self.model.check_inputs(images, tokens)
         prepared = time.perf_counter()
         output = self.model.decode(self.model.encode_image(images), text)
-        maps = torch.cat([output.mask, output.grasp], dim=1)
-        if maps.shape[-1] != config.input_size:  # configs with output_stride > 1
-            maps = F.interpolate(
-                maps, size=(config.input_size,) * 2, mode="bilinear", align_corners=False
-            )
-        mask_prob = torch.sigmoid(maps[0, 0]).float().cpu().numpy()
-        grasp_maps = maps[0, 1:].float().cpu().numpy()
+        mask_prob, grasp_maps = output_maps(output, config.input_size)
         inferred = time.perf_counter()
-        # Letterbox padding is not part of the image: no mask, hence no grasp, may come from it.
-        gated = np.where(box.content_mask(), mask_prob, 0.0).astype(np.float32)
-        grasps = box.grasps_to_image(decode_grasps(grasp_maps, self.decoding, gated))
-        mask_image = cv2.warpAffine(
-            gated, box.inverse_matrix, (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR
-        )
+        grasps, mask_image = maps_to_image(mask_prob[0], grasp_maps[0], box, self.decoding)
         done = time.perf_counter()
         timings = {
             "preprocess": prepared - start,

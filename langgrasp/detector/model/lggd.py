@@ -31,10 +31,10 @@ from langgrasp.detector.model.encoders import (
     find_clip_weights,
     load_clip_weights,
 )
-from langgrasp.detector.model.fusion import DCVLF
+from langgrasp.detector.model.fusion import DCVLF, ConcatFusion
 from langgrasp.detector.model.heads import LDCHead, RefineUNet
 from langgrasp.detector.model.upsample import UpStage
-from langgrasp.errors import InputError
+from langgrasp.errors import InputError, TruncationWarning  # re-exported by the package
 
 SKIP_STAGES = 3
 """The first three decoder stages fuse the encoder skips x2, x1, x0 (Section IV.A)."""
@@ -42,10 +42,6 @@ SKIP_STAGES = 3
 
 class PretrainedWeightsWarning(UserWarning):
     """Pretrained CLIP weights were not found; the encoders are randomly initialised."""
-
-
-class TruncationWarning(UserWarning):
-    """A command had more tokens than the context length and was truncated."""
 
 
 @dataclass
@@ -81,13 +77,17 @@ class LGGD(nn.Module):
         self.image_encoder = CLIPImageEncoder(clip, project=config.pool_project)
         self.text_encoder = CLIPTextEncoder(clip)
         text_dim = self.text_encoder.sentence_dim
-        self.fusion = DCVLF(
-            self.image_encoder.out_channels,
-            self.text_encoder.word_dim,
-            config.fusion_dim,
-            config.fusion_heads,
-            config.fusion_ffn,
-        )
+        self.fusion: DCVLF | ConcatFusion
+        if config.fusion == "concat":  # ablation baseline without DCVLF (Table VI, first row)
+            self.fusion = ConcatFusion(self.image_encoder.out_channels, text_dim, config.fusion_dim)
+        else:
+            self.fusion = DCVLF(
+                self.image_encoder.out_channels,
+                self.text_encoder.word_dim,
+                config.fusion_dim,
+                config.fusion_heads,
+                config.fusion_ffn,
+            )
         skips = list(reversed(self.image_encoder.skip_channels))  # x2, x1, x0
         channels = [config.fusion_dim, *config.decoder_channels]
         self.stages = nn.ModuleList(
@@ -133,7 +133,10 @@ class LGGD(nn.Module):
 
     def decode(self, image: ImageFeatures, text: TextFeatures) -> LGGDOutput:
         """Fuse, upsample, predict and refine (Sections IV.B-E)."""
-        x = self.fusion(image.spatial, text.words, text.padding)
+        if isinstance(self.fusion, ConcatFusion):
+            x = self.fusion(image.spatial, text.sentence)
+        else:
+            x = self.fusion(image.spatial, text.words, text.padding)
         skips = list(reversed(image.skips))
         for i, stage in enumerate(self.stages):
             x = stage(x, text.sentence, skips[i] if i < SKIP_STAGES else None)
@@ -214,7 +217,7 @@ def tokenize(commands: str | Sequence[str], context_length: int) -> torch.Tensor
             raise InputError("the command is empty: say what to grasp, e.g. 'pick the red mug'")
     tokenizer = open_clip.tokenizer._tokenizer
     for text in texts:
-        count = len(tokenizer.encode(open_clip.tokenizer.whitespace_clean(text)))
+        count = len(tokenizer.encode(text))  # encode() applies the same cleaning as tokenize
         if count + 2 > context_length:  # + start and end of text
             warnings.warn(
                 f"command has {count} tokens, more than the {context_length - 2} that fit; "
