@@ -64,6 +64,9 @@ synth: $(STAMP) ## write 200 synthetic scenes per split in the OCID-VLG format t
 bench-synthetic: $(STAMP) ## train lggd-tiny on synthetic scenes for MINUTES (30), with and without DCVLF
 	$(BIN)/python benchmarks/bench_synthetic.py --minutes $(MINUTES)
 
+bench-runtime: $(STAMP) ## CPU latency of PyTorch eager vs ONNX Runtime fp32/int8, both configs (~10 min)
+	$(BIN)/python benchmarks/bench_runtime.py $(if $(CHECKPOINT_TINY),--checkpoint-tiny $(CHECKPOINT_TINY)) $(if $(CHECKPOINT_RN50),--checkpoint-rn50 $(CHECKPOINT_RN50))
+
 calibrate-demo: $(STAMP) ## synthetic eye-in-hand calibration end to end (board, capture, hand-eye, verify)
 	rm -rf calib-demo && mkdir -p calib-demo
 	$(BIN)/langgrasp calibrate board --board charuco-a4 --out calib-demo/board

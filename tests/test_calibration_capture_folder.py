@@ -91,6 +91,7 @@ def test_typed_pose_formats():
     ("text", "message"),
     [
         ("450 -100 320 0.1 -0.2 0.3", "millimetres"),
+        ("0.45 -0.1 0.32 180 0 0", "degrees"),
         ("0.45 -0.1 0.32", "got 3 numbers"),
         ("x y z", "could not read numbers"),
     ],

@@ -99,3 +99,12 @@ def test_missing_inputs_are_explained(setup_and_rig):
         verify_view(np.full_like(image, 90), calibration, rig.read_pose())
     with pytest.raises(InputError, match="no hand-eye"):
         verify_view(image, Calibration(calibration.camera), rig.read_pose())
+
+
+def test_arm_pose_in_millimetres_is_refused(setup_and_rig):
+    calibration, rig = setup_and_rig
+    image = rig.grab()
+    pose_mm = rig.read_pose()
+    pose_mm[:3, 3] *= 1000
+    with pytest.raises(InputError, match="millimetres"):
+        verify_view(image, calibration, pose_mm)

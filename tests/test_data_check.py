@@ -232,3 +232,10 @@ def test_cli_ocid_vlg_wrong_root(tmp_path, capsys):
     assert main(["data", "check", "--dataset", "ocid-vlg", "--data-root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "wrong folder layout" in out and "refer/" in out
+
+
+def test_cli_dataset_option_reaches_the_loader(synth_root, capsys):
+    args = _ocid_args(synth_root, "ocid-vlg")
+    assert main([*args, "--dataset-option", "opening_edge=p1p2"]) == 0
+    assert main([*args, "--dataset-option", "opening_edge=sideways"]) == 2
+    assert "opening_edge" in capsys.readouterr().err

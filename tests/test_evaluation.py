@@ -362,6 +362,25 @@ def test_cli_prints_the_table_and_writes_json_and_overlays(tmp_path, capsys):
     assert len(overlays) == 1 and str(overlays[0].parent) in printed
 
 
+@pytest.mark.filterwarnings("ignore:no pretrained CLIP weights")
+def test_cli_dataset_options_reach_the_loader(tmp_path, capsys):
+    from langgrasp.detector.checkpoint import save_checkpoint
+    from langgrasp.detector.model import build_model
+
+    checkpoint = save_checkpoint(tmp_path / "ckpt", build_model("lggd-tiny", freeze_clip=True))
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--split", "test"]
+    argv += ["--dataset-option", "n=2", "--dataset-option", "seed=3", "--device", "cpu"]
+    assert main([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["metrics"]["n"] == 2 and report["dataset_options"] == {"n": 2, "seed": 3}
+    capsys.readouterr()
+    # --version means nothing to Grasp-Anything++: one clear error, not a TypeError traceback
+    argv = ["eval", "--checkpoint", str(checkpoint), "--dataset", "grasp-anything"]
+    assert main([*argv, "--data-root", str(tmp_path), "--version", "unique"]) == 2
+    assert "grasp-anything does not take the option(s) version" in capsys.readouterr().err
+
+
 def test_cli_bad_checkpoint_path(tmp_path, capsys):
     argv = ["eval", "--checkpoint", str(tmp_path / "nope"), "--dataset", "synthetic"]
     assert main(argv) == 2

@@ -198,3 +198,15 @@ def test_side_view_cannot_grasp_top_down(tmp_path):
     depth = np.full((PINHOLE.height, PINHOLE.width), 0.8)
     with pytest.raises(GraspGeometryError, match="nearly vertical"):
         grasp_pose(Grasp(160.0, 120.0, 0.0, 30.0, 10.0), depth, calibration)
+
+
+def test_depth_in_millimetres_is_named(tmp_path):
+    t_base_cam = straight_down([0.5, 0.1, 0.62])
+    calibration = fixed_camera(PINHOLE, t_base_cam, tmp_path)
+    depth_mm = np.rint(plane_depth(PINHOLE, t_base_cam) * 1000).astype(np.uint16)  # raw z16
+    grasp = Grasp(160.0, 120.0, 0.0, 20.0, 10.0)
+    with pytest.raises(InputError, match="millimetres"):
+        grasp_pose(grasp, depth_mm, calibration)
+    # A real hole (all zeros) is still a geometry error, not a unit complaint.
+    with pytest.raises(GraspGeometryError, match="not enough depth"):
+        grasp_depth(grasp, np.zeros_like(depth_mm, dtype=float), GraspGeometryConfig())

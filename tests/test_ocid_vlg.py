@@ -171,6 +171,21 @@ def test_opening_edge_option_passes_through_open_dataset(tmp_path):
         assert a.width == pytest.approx(g.width)
 
 
+def test_misspelt_option_is_an_input_error_naming_the_options(tmp_path):
+    from langgrasp.datasets.base import parse_options
+
+    _real_style_fixture(tmp_path)
+    options = parse_options(["opening_egde=p1p2", "version=multiple"])
+    assert options == {"opening_egde": "p1p2", "version": "multiple"}
+    with pytest.raises(InputError, match=r"opening_egde;.*version, opening_edge"):
+        open_dataset("ocid-vlg", tmp_path, "test", **options)
+    with pytest.raises(InputError, match="does not take the option"):
+        open_dataset("grasp-anything", tmp_path, "all", version="multiple")
+    assert parse_options(["n=3", "flag=true", "name=x=y"]) == {"n": 3, "flag": True, "name": "x=y"}
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        parse_options(["p1p2"])
+
+
 def test_fixture_writer_round_trips_grounding_samples(tmp_path):
     samples = [SyntheticDataset("val", n=2, scene_config=SMALL)[i] for i in range(2)]
     write_ocid_vlg_split(tmp_path, samples, version="unique", split="val")

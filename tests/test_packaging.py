@@ -21,6 +21,7 @@ TORCH_FREE = [
     *EDGE_MODULES,
     "langgrasp.errors",
     "langgrasp.detector.grasp",
+    "langgrasp.detector.postprocess",
     "langgrasp.detector.metrics",
     "langgrasp.detector.preprocess",
     "langgrasp.detector.visualize",

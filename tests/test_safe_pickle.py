@@ -99,3 +99,25 @@ def test_truncated_and_garbage_bytes_raise_unpickling_errors():
         safe_loads(good[:-3])
     with pytest.raises((pickle.UnpicklingError, EOFError, ValueError)):
         safe_loads(b"not a pickle at all")
+
+
+# Corrupt pickles found by mutating valid ones: the C unpickler fails on them with TypeError,
+# AttributeError, IndexError or OverflowError, which a loader catching UnpicklingError would miss.
+CORRUPT = [
+    b"(Va\np0\n(lo1\nVb\np2\naVc\np3\natp4\n.",  # TypeError: 'str' object is not callable
+    b"(Va\np0\n(lp1\nNVb\np2\nNVc\np3\natp4\n.",  # AttributeError: None has no append
+    b"\x80\x04\x95\x13\x00\x00\x00\x00\x00\x00\x00\x8c\x01a\x94]\x94(\x8c\x01b\x96\x94\x8c\x01c"
+    b"\x94e\x86\x94.",  # OverflowError: BYTEARRAY8 length
+    b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01\x90@\x00\x00\x00\x00\x00\x00\x00}"
+    b"\x94\x8c\x01k\x94C\x01x\x94se.",  # AttributeError: list has no add
+]
+
+
+@pytest.mark.parametrize("data", CORRUPT)
+def test_corrupt_pickle_raises_unpickling_error(tmp_path, data):
+    with pytest.raises(pickle.UnpicklingError, match="not a valid pickle"):
+        safe_loads(data)
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(data)
+    with pytest.raises(pickle.UnpicklingError, match=r"bad\.pkl"):
+        safe_load(path)

@@ -338,3 +338,76 @@ def test_resume_drops_log_rows_written_after_the_checkpoint(tmp_path):
     path.write_text("step,epoch,loss\n1,0,0.5\n2,0,0.4\nx,")  # a row cut short by a crash
     truncate_csv(path, 5)
     assert [r["step"] for r in read_rows(path)] == ["1", "2"]
+
+
+@pytest.fixture
+def small_model(tiny_config):
+    from langgrasp.detector.model import build_model
+
+    return build_model(replace(tiny_config, input_size=64))
+
+
+def test_same_step_checkpoint_survives_a_crash_between_its_renames(
+    tmp_path, monkeypatch, small_model
+):
+    model = small_model
+    optimizer = torch.optim.AdamW(model.parameters())
+    order = torch.arange(4)
+
+    def commit(step, keep=1):
+        progress = state.progress_dict(state.Progress(step=step))
+        (state.prepare_pending(tmp_path, step) / "rng-rank0.json").write_text("{}")
+        return state.commit_checkpoint(
+            tmp_path, model, optimizer, {"progress": progress}, order, keep
+        )
+
+    first = commit(3)
+    assert state.find_latest(tmp_path) == first
+    again = commit(3)  # the same step saved again: one folder, nothing left aside
+    assert again == first and state.find_latest(tmp_path) == first
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "latest.json",
+        "step-00000003",
+    ]
+    # A crash after the old copy was moved aside and before the new one was renamed in: with
+    # keep_checkpoints=1 the moved copy is the only checkpoint left, and resuming must find it.
+    real_rename = Path.rename
+
+    def crash(self, target):
+        if self.name.endswith(".tmp"):
+            raise KeyboardInterrupt("killed")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", crash)
+    with pytest.raises(KeyboardInterrupt):
+        commit(3)
+    monkeypatch.undo()
+    found = state.find_latest(tmp_path)
+    assert found is not None and found.name == ".step-00000003.old"
+    assert state.load_state(found).progress.step == 3
+    commit(5)  # the next checkpoint cleans up
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "latest.json",
+        "step-00000005",
+    ]
+
+
+def test_commit_keeps_the_new_checkpoint_and_drops_stale_newer_ones(tmp_path, small_model):
+    # A crash between a checkpoint's rename and the pointer update leaves a newer folder that
+    # latest.json does not name; the resumed run goes on from the older one.
+    model = small_model
+    optimizer = torch.optim.AdamW(model.parameters())
+
+    def commit(step):
+        progress = state.progress_dict(state.Progress(step=step))
+        state.prepare_pending(tmp_path, step)
+        return state.commit_checkpoint(
+            tmp_path, model, optimizer, {"progress": progress}, torch.arange(4), 1
+        )
+
+    commit(4)
+    orphan = commit(8)
+    (tmp_path / "checkpoints" / "latest.json").write_text('{"checkpoint": "step-00000004"}')
+    new = commit(6)  # resumed from step 4, saved at step 6 (e.g. an epoch end)
+    assert new.is_dir() and not orphan.exists()
+    assert state.find_latest(tmp_path) == new

@@ -108,6 +108,9 @@ def write_camera_info(
     )
 
 
+MAX_ROTATION_VECTOR_RAD = 2 * math.pi
+"""Longest plausible typed rotation vector: pendants show angles up to a full turn (2 pi)."""
+
 TYPED_POSE_HELP = (
     "Type the pose T_base_ee in metres, either as 6 numbers 'x y z rx ry rz' (translation in "
     "metres, rotation vector in radians, as a UR pendant shows it) or as 16 numbers: the 4x4 "
@@ -140,6 +143,12 @@ def parse_typed_pose(text: str) -> np.ndarray:
     if len(numbers) == 6:
         if not all(math.isfinite(n) for n in numbers):
             raise InputError("typed pose contains NaN or infinite numbers")
+        angle = math.hypot(*numbers[3:])
+        if angle > MAX_ROTATION_VECTOR_RAD:
+            raise InputError(
+                f"the rotation vector is {angle:.1f} long, more than a full turn in radians; it "
+                "looks like degrees: convert rx ry rz to radians (multiply by pi/180)"
+            )
         pose = make_transform(np.array(numbers[3:]), numbers[:3])
         return as_pose_matrix(pose, "typed pose")
     raise InputError(f"got {len(numbers)} numbers. {TYPED_POSE_HELP}")

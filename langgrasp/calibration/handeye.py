@@ -253,8 +253,8 @@ def _consistency(
     r_err = [rotation_angle_deg(b[:3, :3] @ mean_r.T) for b in boards]
     t_rms = float(np.sqrt(np.mean(np.square(t_err))))
     r_rms = float(np.sqrt(np.mean(np.square(r_err))))
-    distance_mm = float(np.median([np.linalg.norm(o.T_cam_board[:3, 3]) for o in observations]))
-    score = t_rms + math.radians(r_rms) * distance_mm * 1000
+    distance_m = float(np.median([np.linalg.norm(o.T_cam_board[:3, 3]) for o in observations]))
+    score = t_rms + math.radians(r_rms) * distance_m * 1000
     return MethodResult(
         method, transform, make_transform(mean_r, mean_t), t_rms, r_rms, score, t_err, r_err
     )

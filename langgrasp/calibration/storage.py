@@ -1,13 +1,11 @@
-"""Files: atomic writes, JSON and image reading with errors a technician can act on.
+"""Files: atomic writes, JSON and images, with errors a technician can act on (torch-free).
 
-Torch-free on purpose (``langgrasp.detector.checkpoint`` has the same atomic write but imports
-torch, which the edge install does not have).
+The atomic writes are ``langgrasp.fileio``'s, re-exported here for the calibration modules.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +13,18 @@ import cv2
 import numpy as np
 
 from langgrasp.errors import InputError
+from langgrasp.fileio import atomic_write_bytes, atomic_write_json
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "list_images",
+    "read_image",
+    "read_json",
+    "write_image",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (atomic on POSIX)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON (UTF-8, trailing newline) atomically."""
-    atomic_write_bytes(Path(path), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 def read_json(path: Path, what: str) -> Any:

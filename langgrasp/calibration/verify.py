@@ -30,7 +30,11 @@ from langgrasp.calibration.board import (
     solve_board_pose,
 )
 from langgrasp.calibration.io import Calibration
-from langgrasp.calibration.transforms import invert_transform
+from langgrasp.calibration.transforms import (
+    as_pose_matrix,
+    check_translation_units,
+    invert_transform,
+)
 from langgrasp.errors import InputError
 
 MIN_VERIFY_CORNERS = 6
@@ -153,8 +157,7 @@ def _reference_point(
 ) -> np.ndarray:
     if touched_base is not None:
         point = np.asarray(touched_base, dtype=np.float64).reshape(3)
-        if np.linalg.norm(point) > 10:
-            raise InputError("the touched point looks like millimetres: give it in metres")
+        check_translation_units(point, "touched point")
         return point
     if hand_eye.board_pose is None:
         raise InputError(
@@ -166,7 +169,7 @@ def _reference_point(
             raise InputError(
                 "eye-to-hand: the board sits on the flange, so the arm pose T_base_ee is needed"
             )
-        board_pose = np.asarray(T_base_ee) @ board_pose
+        board_pose = as_pose_matrix(T_base_ee, "T_base_ee") @ board_pose
     return board_pose[:3, :3] @ point_board + board_pose[:3, 3]
 
 

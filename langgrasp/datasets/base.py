@@ -15,8 +15,10 @@ skips and counts it, ``langgrasp data check`` lists it with its reason. This mod
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,11 +137,46 @@ def open_dataset(
         **options: Loader options (for example ``version="multiple"`` for OCID-VLG).
 
     Raises:
-        InputError: Unknown dataset name.
+        InputError: Unknown dataset name, or an option the loader does not take.
         LayoutError: The root does not look like the dataset.
     """
     if name not in _REGISTRY:
         raise InputError(f"unknown dataset {name!r}; expected one of {', '.join(list_datasets())}")
     module, attr = _REGISTRY[name].split(":")
     factory: Callable[..., GroundingDataset] = getattr(importlib.import_module(module), attr)
-    return factory(None if root is None else Path(root), split, **options)
+    root = None if root is None else Path(root)
+    try:  # a wrong option name must be an InputError, not a TypeError from deep inside
+        inspect.signature(factory).bind(root, split, **options)
+    except TypeError as err:
+        params = list(inspect.signature(factory).parameters.values())[2:]
+        known = [p.name for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        unknown = sorted(set(options) - set(known))
+        raise InputError(
+            f"{name} does not take the option(s) {', '.join(unknown) or str(err)}; its options "
+            f"are: {', '.join(known) or 'none'}"
+        ) from None
+    return factory(root, split, **options)
+
+
+def parse_options(items: Iterable[str]) -> dict[str, Any]:
+    """Loader options from ``KEY=VALUE`` strings (``--dataset-option``).
+
+    A value that parses as JSON (numbers, ``true``/``false``, ``null``, lists) is taken as such,
+    anything else as a plain string: ``version=multiple``, ``opening_edge=p1p2``, ``n=50``.
+
+    Raises:
+        InputError: An item without ``=`` or with an empty key.
+    """
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise InputError(
+                f"expected a loader option as KEY=VALUE (e.g. version=unique), got {item!r}"
+            )
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options

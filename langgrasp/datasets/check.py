@@ -208,6 +208,13 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="Grasp-Anything++ .obj id list defining the split (grasp-anything only)",
     )
+    check.add_argument(
+        "--dataset-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other loader option (repeatable), e.g. opening_edge=p1p2 for ocid-vlg",
+    )
     check.add_argument("--limit", type=_positive_int, default=None, help="check the first N only")
     check.add_argument(
         "--max-listed",
@@ -221,10 +228,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """Loader options from the dataset-specific flags; a flag for another dataset is an error."""
+    from langgrasp.datasets.base import parse_options
     from langgrasp.errors import InputError
 
     owners = {"version": "ocid-vlg", "layout": "grasp-anything", "split_file": "grasp-anything"}
-    options = {}
+    options = parse_options(args.dataset_option)
     for option, owner in owners.items():
         value = getattr(args, option)
         if value is None:

@@ -52,6 +52,7 @@ import numpy as np
 from langgrasp.datasets.base import GroundingDataset, GroundingSample, LayoutError, SampleError
 from langgrasp.detector.grasp import Grasp, wrap_angle
 from langgrasp.errors import InputError
+from langgrasp.fileio import atomic_write_bytes
 
 REFER_DIR = "refer"
 EXPRESSIONS_SUFFIX = "_expressions.json"
@@ -389,19 +390,6 @@ def _split_image_filename(value: Any) -> tuple[str, str]:
 # --- writing -------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _png(image: np.ndarray, path: Path) -> bytes:
     ok, buf = cv2.imencode(".png", image)
     if not ok:
@@ -458,7 +446,7 @@ def write_image_files(
     ):
         path = seq / folder / image_name
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, _png(image, path))
+        atomic_write_bytes(path, _png(image, path))
 
 
 def mask_box(mask: np.ndarray) -> list[int]:
@@ -511,7 +499,7 @@ def write_expressions(
             raise InputError(f"expected a plain {label} name, got {value!r}")
     path = Path(root) / REFER_DIR / version / f"{split}{EXPRESSIONS_SUFFIX}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps({"data": list(rows)}).encode())
+    atomic_write_bytes(path, json.dumps({"data": list(rows)}).encode())
     return path
 
 

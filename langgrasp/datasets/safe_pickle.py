@@ -39,14 +39,31 @@ class SafeUnpickler(pickle.Unpickler):
         )
 
 
+def _load(file: io.BufferedIOBase, where: str) -> object:
+    """Run :class:`SafeUnpickler` on ``file``; every decoding failure becomes UnpicklingError.
+
+    Corrupt pickles fail in many ways besides ``UnpicklingError`` (an opcode applied to the wrong
+    type raises ``TypeError`` or ``AttributeError``, a bogus length ``OverflowError`` or
+    ``MemoryError``, ...); callers that skip a bad sample must be able to catch all of them.
+    """
+    try:
+        return SafeUnpickler(file).load()
+    except (UnsafePickleError, pickle.UnpicklingError, EOFError):
+        raise
+    except Exception as err:  # any other failure means corrupt bytes, not a bug of ours
+        raise pickle.UnpicklingError(
+            f"{where} is not a valid pickle ({type(err).__name__}: {err})"
+        ) from err
+
+
 def safe_loads(data: bytes) -> object:
     """Unpickle ``data`` with :class:`SafeUnpickler`.
 
     Raises:
         UnsafePickleError: The pickle refers to a class or function (refused, not executed).
-        pickle.UnpicklingError, EOFError, ValueError: The bytes are not a valid pickle.
+        pickle.UnpicklingError, EOFError: The bytes are not a valid pickle.
     """
-    return SafeUnpickler(io.BytesIO(data)).load()
+    return _load(io.BytesIO(data), "the data")
 
 
 def safe_load(path: str | Path) -> object:
@@ -56,4 +73,4 @@ def safe_load(path: str | Path) -> object:
         OSError: The file cannot be read.
     """
     with open(path, "rb") as f:
-        return SafeUnpickler(f).load()
+        return _load(f, str(path))

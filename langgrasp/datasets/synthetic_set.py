@@ -49,6 +49,7 @@ from langgrasp.datasets.synthetic import (
     split_scene_seed,
 )
 from langgrasp.errors import InputError
+from langgrasp.fileio import atomic_write_json
 
 SYNTH_VERSION = "synthetic"
 """Folder under ``refer/`` of a written set, and the top folder of its images."""
@@ -258,7 +259,7 @@ def _prepare_out(out: Path) -> None:
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    ocid_vlg._atomic_write(out / MANIFEST, json.dumps(manifest, indent=2).encode())
+    atomic_write_json(out / MANIFEST, manifest)
 
 
 def scene_row(scene: SceneSample, image_filename: str, answer: int) -> dict[str, Any]:

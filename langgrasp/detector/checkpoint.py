@@ -28,21 +28,12 @@ from langgrasp.detector.config import LGGDConfig
 from langgrasp.detector.model.encoders import build_clip
 from langgrasp.detector.model.lggd import LGGD
 from langgrasp.errors import InputError
+from langgrasp.fileio import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "langgrasp-checkpoint"
 CHECKPOINT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (atomic on POSIX)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -42,6 +42,14 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--version", default=None, help="dataset version, e.g. OCID-VLG 'multiple' or 'novel-*'"
     )
+    parser.add_argument(
+        "--dataset-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loader option (repeatable), e.g. opening_edge=p1p2 for ocid-vlg, "
+        "split_file=PATH or layout=release for grasp-anything, n=200 for synthetic",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the full report here")
     parser.add_argument(
         "--overlays",
@@ -93,10 +101,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     import torch
 
-    from langgrasp.datasets.base import open_dataset
-    from langgrasp.detector.checkpoint import atomic_write_bytes, load_checkpoint
+    from langgrasp.datasets.base import open_dataset, parse_options
+    from langgrasp.detector.checkpoint import load_checkpoint
     from langgrasp.errors import InputError
     from langgrasp.evaluation.evaluate import evaluate_model
+    from langgrasp.fileio import atomic_write_bytes
 
     if args.overlays < 0:
         raise InputError(f"--overlays must be >= 0, got {args.overlays}")
@@ -104,7 +113,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model, meta = load_checkpoint(args.checkpoint, map_location=device)
-    options = {} if args.version is None else {"version": args.version}
+    options = parse_options(args.dataset_option)
+    if args.version is not None:
+        options["version"] = args.version
     dataset = open_dataset(args.dataset, args.data_root, args.split, **options)
     overlay_dir = _overlay_dir(args)
     result = evaluate_model(
@@ -140,6 +151,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "data_root": None if args.data_root is None else str(args.data_root),
             "split": args.split,
             "version": args.version,
+            "dataset_options": options,
             "limit": args.limit,
             "top_k": args.top_k,
             **result.to_dict(),

@@ -37,6 +37,10 @@ MIN_HORIZONTAL_FRACTION = 0.2
 grasp; a steeper axis (camera looking sideways at a vertical face) has no meaningful yaw."""
 
 
+MM_PER_M = 1000.0
+"""Millimetres per metre, to recognise a depth image in millimetres."""
+
+
 class GraspGeometryError(LanggraspError):
     """A grasp that cannot be turned into a robot pose; the message gives the reason."""
 
@@ -135,6 +139,7 @@ def grasp_depth(grasp: Grasp, depth_m: np.ndarray, config: GraspGeometryConfig) 
         config: Percentile and validity thresholds.
 
     Raises:
+        InputError: the depth image is in millimetres instead of metres.
         GraspGeometryError: too few valid depth pixels (the reason names the counts).
     """
     region = jaw_region(grasp, depth_m.shape, config.center_fraction)
@@ -151,12 +156,33 @@ def grasp_depth(grasp: Grasp, depth_m: np.ndarray, config: GraspGeometryConfig) 
         ]
     needed = max(config.min_valid_pixels, math.ceil(config.min_valid_fraction * total))
     if len(valid) < needed:
+        _require_metres(values, config)
         raise GraspGeometryError(
             f"not enough depth at the grasp: {len(valid)} of {total} pixels between the jaws "
             f"have a valid depth ({config.min_depth_m}-{config.max_depth_m} m), {needed} needed "
             "(shiny, dark or too close surface, or a depth hole)"
         )
     return float(np.percentile(valid, config.depth_percentile))
+
+
+def _require_metres(values: np.ndarray, config: GraspGeometryConfig) -> None:
+    """Raise ``InputError`` when depth values fit the valid range only after dividing by 1000.
+
+    A raw RealSense ``z16`` frame holds depth units (1 mm by default), not metres.
+    """
+    with np.errstate(invalid="ignore"):
+        positive = values[np.isfinite(values) & (values > 0)]
+    if len(positive) == 0:
+        return
+    median = float(np.median(positive))
+    if (
+        config.max_depth_m < median
+        and config.min_depth_m <= median / MM_PER_M <= config.max_depth_m
+    ):
+        raise InputError(
+            f"the depth image looks like millimetres (median {median:.0f} between the jaws): "
+            "pass depth in metres (a raw RealSense z16 frame times the sensor's depth_scale)"
+        )
 
 
 def grasp_pose(

@@ -286,24 +286,30 @@ def _as_commands(texts: object) -> list[str]:
         )
     if not items:
         raise InputError("no command given: expected a non-empty string such as 'pick the red mug'")
-    commands = []
-    for item in items:
-        if isinstance(item, bytes):
-            try:
-                item = item.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise InputError(
-                    f"the command {_quote(item)} is not valid UTF-8 ({error.reason} at byte "
-                    f"{error.start}): send the command as UTF-8 text"
-                ) from error
-        if not isinstance(item, str):
+    return [command_text(item) for item in items]
+
+
+def command_text(command: object) -> str:
+    """One command as validated str: bytes decoded as UTF-8; non-text and blank rejected.
+
+    Raises:
+        InputError: Not str/bytes, not valid UTF-8, or empty / whitespace only.
+    """
+    if isinstance(command, bytes):
+        try:
+            command = command.decode("utf-8")
+        except UnicodeDecodeError as error:
             raise InputError(
-                f"a command must be a string, got {type(item).__name__}: {_quote(item)}"
-            )
-        if not item.strip():
-            raise InputError("the command is empty: say what to grasp, e.g. 'pick the red mug'")
-        commands.append(item)
-    return commands
+                f"the command {_quote(command)} is not valid UTF-8 ({error.reason} at byte "
+                f"{error.start}): send the command as UTF-8 text"
+            ) from error
+    if not isinstance(command, str):
+        raise InputError(
+            f"a command must be a string, got {type(command).__name__}: {_quote(command)}"
+        )
+    if not command.strip():
+        raise InputError("the command is empty: say what to grasp, e.g. 'pick the red mug'")
+    return command
 
 
 def _quote(value: object) -> str:

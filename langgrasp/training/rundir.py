@@ -18,6 +18,7 @@ import torch
 
 from langgrasp.detector.config import LGGDConfig, get_config
 from langgrasp.errors import InputError
+from langgrasp.fileio import atomic_write_json
 from langgrasp.training import state as ckpt
 from langgrasp.training.config import TrainConfig
 from langgrasp.training.processes import Processes
@@ -122,4 +123,4 @@ def write_run_config(run_dir: Path, config: TrainConfig, procs: Processes, loade
         "model": resolve_model_config(config).to_dict(),
         "history": history,
     }
-    ckpt.atomic_write_bytes(path, (json.dumps(document, indent=2) + "\n").encode())
+    atomic_write_json(path, document)

@@ -15,7 +15,9 @@ Run folder layout (``TrainConfig.out``)::
 
 A checkpoint is written into ``checkpoints/.step-XXXXXXXX.tmp`` and renamed when complete, then
 ``latest.json`` is replaced atomically, then older checkpoints beyond ``keep_checkpoints`` are
-deleted, so a crash at any moment leaves the previous checkpoint usable. If ``latest.json`` is
+deleted, so a crash at any moment leaves the previous checkpoint usable. A checkpoint of a step
+that already has one (a stop right after an epoch end) moves the old copy to
+``.step-XXXXXXXX.old`` first and deletes it only after ``latest.json`` moved. If ``latest.json`` is
 missing or names a folder that is gone, :func:`find_latest` falls back to the newest complete
 folder. Tensors are stored with safetensors and structure as JSON, so nothing is unpickled on
 resume.
@@ -39,10 +41,10 @@ from safetensors.torch import load_file
 from langgrasp.detector.checkpoint import (
     WEIGHTS_FILE,
     atomic_save_tensors,
-    atomic_write_bytes,
     save_checkpoint,
 )
 from langgrasp.errors import InputError
+from langgrasp.fileio import atomic_write_bytes
 
 STATE_FORMAT = "langgrasp-train-state"
 STATE_VERSION = 1
@@ -223,16 +225,33 @@ def commit_checkpoint(
     document["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     atomic_write_bytes(tmp / STATE_JSON, _json_bytes(document))
     final = run_dir / CHECKPOINTS_DIR / checkpoint_name(step)
-    if final.exists():  # the same step saved again (e.g. after validation): swap it out
-        shutil.rmtree(final)
+    if final.exists():  # the same step saved again (e.g. a stop right after an epoch end)
+        # Move the old copy aside rather than delete it: until the new one is renamed in, it is
+        # the only checkpoint of this step (find_latest falls back to it after a crash here).
+        displaced = displaced_dir(final)
+        if displaced.exists():
+            shutil.rmtree(displaced)
+        final.rename(displaced)
     tmp.rename(final)
     pointer = {"checkpoint": final.name, "step": step}
     atomic_write_bytes(run_dir / CHECKPOINTS_DIR / LATEST_FILE, _json_bytes(pointer))
-    for old in complete_checkpoints(run_dir)[:-keep]:
+    complete = complete_checkpoints(run_dir)
+    # Checkpoints newer than this one are left from before a crash that hit between a rename and
+    # the pointer update; the run has gone on from an older one, so they are stale.
+    stale = [p for p in complete if p.name > final.name]
+    older = [p for p in complete if p.name <= final.name]
+    for old in [*stale, *older[:-keep]]:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in (run_dir / CHECKPOINTS_DIR).glob(f".{CHECKPOINT_PREFIX}*.tmp"):  # from crashes
-        shutil.rmtree(stale, ignore_errors=True)
+    folder = run_dir / CHECKPOINTS_DIR
+    for pattern in (f".{CHECKPOINT_PREFIX}*.tmp", f".{CHECKPOINT_PREFIX}*.old"):  # from crashes
+        for leftover in folder.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
     return final
+
+
+def displaced_dir(final: Path) -> Path:
+    """Where :func:`commit_checkpoint` moves an older copy of ``final`` (same step) aside."""
+    return final.with_name(f".{final.name}.old")
 
 
 def save_best(run_dir: Path, model: torch.nn.Module, meta: dict[str, Any]) -> Path:
@@ -265,26 +284,32 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     folder = run_dir / CHECKPOINTS_DIR
     if not folder.is_dir():
         return []
-    found = [
-        p
-        for p in folder.glob(f"{CHECKPOINT_PREFIX}*")
-        if p.is_dir() and (p / STATE_JSON).is_file() and (p / WEIGHTS_FILE).is_file()
-    ]
+    found = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if _is_complete(p)]
     return sorted(found, key=lambda p: p.name)
 
 
+def _is_complete(folder: Path) -> bool:
+    return folder.is_dir() and (folder / STATE_JSON).is_file() and (folder / WEIGHTS_FILE).is_file()
+
+
 def find_latest(run_dir: Path) -> Path | None:
-    """The checkpoint to resume from: ``latest.json``'s, else the newest complete one."""
+    """The checkpoint to resume from: ``latest.json``'s, else the newest complete one.
+
+    When a crash hit while a checkpoint replaced an older copy of the same step (between the two
+    renames of :func:`commit_checkpoint`), that older copy is used from where it was moved.
+    """
     pointer = run_dir / CHECKPOINTS_DIR / LATEST_FILE
+    complete = complete_checkpoints(run_dir)
     try:
         name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
         candidate = run_dir / CHECKPOINTS_DIR / name
-        if candidate in complete_checkpoints(run_dir):
+        if candidate in complete:
             return candidate
+        if candidate.parent == run_dir / CHECKPOINTS_DIR and _is_complete(displaced_dir(candidate)):
+            return displaced_dir(candidate)
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    found = complete_checkpoints(run_dir)
-    return found[-1] if found else None
+    return complete[-1] if complete else None
 
 
 @dataclass
