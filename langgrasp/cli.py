@@ -128,13 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for entry in COMMAND_MODULES:
         module_name, function = entry.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:  # TODO(integration): remove once every module exists
-            if err.name is None or not module_name.startswith(err.name):
-                raise
-            continue
-        getattr(module, function)(sub)
+        getattr(importlib.import_module(module_name), function)(sub)
     return parser
 
 
