@@ -7,7 +7,7 @@ import pytest
 
 from langgrasp.cli import main
 
-SUBCOMMANDS = ["info", "demo"]
+SUBCOMMANDS = ["info", "demo", "synth", "data", "train", "eval", "export", "detect", "calibrate"]
 
 
 @pytest.mark.parametrize("sub", [None, *SUBCOMMANDS])
