@@ -19,6 +19,13 @@ class InputError(LanggraspError, ValueError):
     """An image, tensor or command that has the wrong type, shape, dtype or content."""
 
 
+def check_int(name: str, value: object, minimum: int) -> int:
+    """``value`` if it is an int (not a bool) >= ``minimum``; else an :class:`InputError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
 class TruncationWarning(UserWarning):
     """A command had more tokens than the context length and was truncated (end-of-text kept).
 

@@ -31,7 +31,7 @@ from langgrasp.detector.postprocess import maps_to_image
 from langgrasp.detector.predict import output_maps
 from langgrasp.detector.preprocess import Letterbox, prepare_image, validate_rgb
 from langgrasp.detector.visualize import draw_overlay, save_image
-from langgrasp.errors import InputError
+from langgrasp.errors import InputError, check_int
 from langgrasp.evaluation.scoring import (
     GROUPS,
     EvalProtocol,
@@ -108,12 +108,6 @@ def select_indices(count: int, max_samples: int | None) -> list[int]:
     if max_samples >= count:
         return list(range(count))
     return [i * count // max_samples for i in range(max_samples)]
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _sample_id(dataset: GroundingDataset, index: int) -> str:
@@ -324,8 +318,8 @@ def evaluate_model(
     """
     protocol = get_protocol(protocol)
     j_ns = j_ns_for(top_k)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("overlays", overlays, 0)
+    check_int("batch_size", batch_size, 1)
+    check_int("overlays", overlays, 0)
     if overlays and overlay_dir is None:
         raise InputError("overlays > 0 needs overlay_dir, the folder to write the pictures into")
     if decoding is None:

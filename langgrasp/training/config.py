@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langgrasp.detector.losses import LossConfig
-from langgrasp.errors import InputError
+from langgrasp.errors import InputError, check_int
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """``auto``: bf16 autocast on CUDA devices that support it, else fp16 with loss scaling; fp32 on
@@ -26,11 +26,6 @@ CPU (CPU autocast is slower than fp32 for these convolutions and not worth the r
 
 TEXT_POLICIES = ("swap", "no-flip")
 """What a flip does to spatial words (see ``AugmentConfig.text_policy``)."""
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_range(name: str, value: object, low: float, high: float, open_low: bool = False) -> None:
@@ -197,14 +192,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("val_every", "val_batch_size", "max_bad_steps"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("warmup_steps", "num_workers", "seed"):
-            _check_int(name, getattr(self, name), 0)
+            check_int(name, getattr(self, name), 0)
         for name in ("val_max_samples", "stop_after_steps"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 1)
+                check_int(name, getattr(self, name), 1)
         _check_range("lr", self.lr, 0.0, 1.0, open_low=True)
         _check_range("warmup_start_lr", self.warmup_start_lr, 0.0, 1.0)
         _check_range("min_lr", self.min_lr, 0.0, self.lr)
