@@ -26,6 +26,7 @@ FRAMERS = ("socket", "rtu")
 """``socket``: Modbus TCP; ``rtu``: RTU frames over TCP (like the UR RS485 URCap tunnel)."""
 
 START_TIMEOUT_S = 5.0
+CLOSE_GRACE_S = 0.05
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -85,7 +86,11 @@ class SimServer:
                     return self
             except OSError:
                 time.sleep(0.02)
-        self.stop()
+        if self._error is not None:  # the thread ends on its own after a failed start
+            self._thread.join(START_TIMEOUT_S)
+            self._server = self._loop = self._thread = None
+        else:
+            self.stop()
         raise LanggraspError(
             f"simulated {self.name} could not listen on {self.host}:{self.port}: "
             f"{self._error or 'timed out'} (is the port in use?)"
@@ -96,7 +101,7 @@ class SimServer:
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None and thread.is_alive():
             if self._server is not None:
-                future = asyncio.run_coroutine_threadsafe(self._server.shutdown(), loop)
+                future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
                 try:
                     future.result(START_TIMEOUT_S)
                 except Exception as exc:  # shutting down a half-started server
@@ -106,6 +111,12 @@ class SimServer:
         self._server = None
         self._thread = None
         self._loop = None
+
+    async def _shutdown(self) -> None:
+        await self._server.shutdown()
+        # Let the transports' close callbacks run, so clients see the connection drop at once
+        # (as when a real device dies) instead of waiting for their timeout.
+        await asyncio.sleep(CLOSE_GRACE_S)
 
     def _run(self, ready: threading.Event) -> None:
         from pymodbus import FramerType
