@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?= lggd-tiny
-SEED ?= 0
+SEED ?=
 DATASET ?= synthetic
 DATA_ROOT ?=
 RUN ?= runs/$(DATASET)-$(MODEL)
@@ -20,23 +20,56 @@ train_dataset_synthetic := --dataset synthetic
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint format info bench-model train synth bench-synthetic \
-	bench-runtime calibrate-demo clean
+	bench-runtime bench-loop bench-stop serve devices-sim calibrate-demo clean
 
 help: ## list the targets with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# pyrealsense2's Linux wheels load the system's libusb-1.0 (shared/research/runtime.md 1.1); as
+# root on Debian/Ubuntu it is installed here, elsewhere the note says what to install.
+SYSTEM_STAMP := $(VENV)/.system-libs
+$(SYSTEM_STAMP):
+	@mkdir -p $(VENV)
+	@if ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing libusb-1.0-0 (needed by pyrealsense2)"; \
+		apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libusb-1.0-0 >/dev/null; }; \
+	else echo "note: install libusb-1.0 (Debian/Ubuntu: sudo apt-get install libusb-1.0-0) for RealSense cameras"; fi
+	@touch $(SYSTEM_STAMP)
+
+# The test suite also drives the web console in Debian's Chromium and speaks to the voice
+# commands with espeak-ng; those tests skip, saying why, where these cannot be installed.
+TEST_SYSTEM_STAMP := $(VENV)/.system-test
+$(TEST_SYSTEM_STAMP): $(SYSTEM_STAMP)
+	@missing=""; for tool in chromium espeak-ng; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing for the browser and voice tests"; \
+		apt-get install -y -q $$missing >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null; } || \
+		echo "note: could not install$$missing; the browser/voice tests will skip"; \
+	else echo "note: install$$missing (Debian/Ubuntu: sudo apt-get install$$missing) for the browser and voice tests"; fi
+	@touch $(TEST_SYSTEM_STAMP)
+
+# The runtime alone (no torch): what a robot PC or a Jetson installs; enough for `make demo`.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+$(RUNTIME_STAMP): pyproject.toml $(SYSTEM_STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[runtime]"
+	@touch $(RUNTIME_STAMP)
+
+$(STAMP): pyproject.toml $(RUNTIME_STAMP)
 	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[train,runtime,dev]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install langgrasp with the train, runtime and dev extras
 
-demo: $(STAMP) ## detect on a generated scene with the untrained tiny model; writes demo.png
-	$(BIN)/langgrasp demo --model $(MODEL) --seed $(SEED) --out demo.png
+demo: $(RUNTIME_STAMP) ## set up the runtime (no torch) and run a pick on a synthetic scene against simulated devices
+	$(BIN)/langgrasp demo $(if $(SEED),--seed $(SEED)) --out demo.png
 
-test: $(STAMP) lint ## lint, then run the whole test suite
+test: $(STAMP) $(TEST_SYSTEM_STAMP) lint ## lint, then run the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP) ## ruff lint and format check
@@ -59,7 +92,7 @@ train: $(STAMP) ## make train DATASET=ocid|grasp-anything|synthetic DATA_ROOT=DI
 	$(BIN)/langgrasp train $(train_dataset_$(DATASET)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --model $(MODEL) --out $(RUN) $(if $(wildcard $(RUN)/checkpoints/latest.json),--resume) $(TRAIN_ARGS)
 
 synth: $(STAMP) ## write 200 synthetic scenes per split in the OCID-VLG format to data/synthetic
-	$(BIN)/langgrasp synth --out data/synthetic --n 200 --seed $(SEED)
+	$(BIN)/langgrasp synth --out data/synthetic --n 200 --seed $(or $(SEED),0)
 
 bench-synthetic: $(STAMP) ## train lggd-tiny on synthetic scenes for MINUTES (30), with and without DCVLF
 	$(BIN)/python benchmarks/bench_synthetic.py --minutes $(MINUTES)
@@ -67,7 +100,19 @@ bench-synthetic: $(STAMP) ## train lggd-tiny on synthetic scenes for MINUTES (30
 bench-runtime: $(STAMP) ## CPU latency of PyTorch eager vs ONNX Runtime fp32/int8, both configs (~10 min)
 	$(BIN)/python benchmarks/bench_runtime.py $(if $(CHECKPOINT_TINY),--checkpoint-tiny $(CHECKPOINT_TINY)) $(if $(CHECKPOINT_RN50),--checkpoint-rn50 $(CHECKPOINT_RN50))
 
-calibrate-demo: $(STAMP) ## synthetic eye-in-hand calibration end to end (board, capture, hand-eye, verify)
+bench-loop: $(STAMP) ## frame-to-command latency of the robot loop, stage by stage (demo bundle, CPU)
+	$(BIN)/python benchmarks/bench_loop.py
+
+serve: $(RUNTIME_STAMP) ## web console + HTTP API on http://127.0.0.1:8080 over examples/robot.toml (dry run; make devices-sim in another shell)
+	$(BIN)/langgrasp serve --config $(or $(CONFIG),examples/robot.toml) $(SERVE_ARGS)
+
+bench-stop: $(STAMP) ## stop latency: HTTP stop request -> arm-stop register write (simulators)
+	$(BIN)/python benchmarks/bench_stop.py
+
+devices-sim: $(RUNTIME_STAMP) ## run the simulated Robotiq gripper (port 5020) and arm (port 5021) until Ctrl-C
+	$(BIN)/langgrasp devices sim
+
+calibrate-demo: $(RUNTIME_STAMP) ## synthetic eye-in-hand calibration end to end (board, capture, hand-eye, verify)
 	rm -rf calib-demo && mkdir -p calib-demo
 	$(BIN)/langgrasp calibrate board --board charuco-a4 --out calib-demo/board
 	yes '' | head -15 | $(BIN)/langgrasp calibrate capture --synthetic eye-in-hand --board charuco-a4 --out calib-demo/captures

@@ -30,12 +30,14 @@ COMMAND_MODULES = (
     "langgrasp.export.commands:register_cli",
     "langgrasp.runtime.commands:register_cli",
     "langgrasp.calibration.commands:register_cli",
+    "langgrasp.runtime.sim.commands:register_cli",
+    "langgrasp.runtime.run_commands:register_cli",
+    "langgrasp.runtime.web.commands:register_cli",
+    "langgrasp.runtime.voice.commands:register_cli",
 )
 
-UNTRAINED_NOTICE = (
-    "UNTRAINED: {model} has random weights (no trained checkpoint exists yet), so the mask and "
-    "grasps below only show that the pipeline runs end to end; they are not meaningful detections."
-)
+DEMO_SEED = 1
+"""Scene of `langgrasp demo` (and `make demo`): one the shipped demo bundle picks correctly."""
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -46,48 +48,41 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from langgrasp.datasets.synthetic import render_scene
-    from langgrasp.detector.model import build_model
-    from langgrasp.detector.predict import Predictor
-    from langgrasp.detector.visualize import draw_overlay, save_image
+    from langgrasp.errors import InputError
+    from langgrasp.runtime.bundle import read_manifest
+    from langgrasp.runtime.demo import DEMO_BUNDLE, run_demo
 
-    scene = render_scene(args.seed)
-    command = scene.text if args.command is None else args.command
-    predictor = Predictor(build_model(args.model, clip_weights=args.clip_weights))
-    prediction = predictor.predict(scene.rgb, command)
-    overlay = draw_overlay(
-        scene.rgb,
-        mask_prob=prediction.mask_prob,
-        grasps=prediction.grasps,
-        gt_grasps=scene.grasps if command == scene.text else (),
-        title=f"{args.model} (UNTRAINED): {command}",
-    )
-    out = save_image(args.out, overlay)
-    result = {
-        "model": args.model,
-        "trained": False,
-        "scene_seed": args.seed,
-        "command": command,
-        "target": scene.target_name if command == scene.text else None,
-        "grasps": [g.to_dict() for g in prediction.grasps],
-        "mask_pixels": int((prediction.mask_prob >= predictor.decoding.mask_threshold).sum()),
-        "timings_ms": prediction.timings_ms,
-        "overlay": str(out),
-    }
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(UNTRAINED_NOTICE.format(model=args.model))
-    print(f"scene {args.seed}: {command!r}")
-    if not prediction.grasps:
-        print("no grasp found: no quality peak above the threshold on the predicted target mask")
-    for rank, g in enumerate(prediction.grasps, 1):
-        print(
-            f"  #{rank}: centre ({g.x:.1f}, {g.y:.1f}) px, angle {g.angle:+.3f} rad, "
-            f"opening {g.width:.1f} px, quality {g.quality:.3f}"
+    bundle = args.bundle or DEMO_BUNDLE
+    if args.command is not None and not args.command.strip():
+        raise InputError(
+            "the command is empty; say what to pick, e.g. --command 'pick the red mug'"
         )
-    network = prediction.timings_ms["network"]
-    print(f"network {network:.0f} ms; overlay (green: ground truth, magenta: predicted): {out}")
+    manifest = read_manifest(bundle)
+    result = run_demo(
+        seed=args.seed,
+        command=args.command,
+        out=args.out,
+        bundle=bundle,
+        audit_path=args.audit,
+        arm_speed_m_s=args.sim_speed,
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {"scene_seed": result.scene_seed, "overlay": str(result.overlay), **result.report}
+            )
+        )
+        return 0
+    j1 = (manifest.metrics or {}).get("j@1")
+    trained = f"validation J@1 {j1:.2f}" if j1 is not None else "no recorded metrics"
+    print(f"bundle: {bundle} ({manifest.model}, {trained})")
+    print(
+        f"scene {result.scene_seed} (synthetic camera), simulated Robotiq gripper and arm on "
+        "127.0.0.1, executed"
+    )
+    print(result.text)
+    if result.overlay is not None:
+        print(f"overlay (green: ground truth, magenta: detected grasps): {result.overlay}")
     return 0
 
 
@@ -110,19 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="detect on a generated scene with an untrained model and write an overlay picture",
-        description="Render a synthetic table-top scene, run the (untrained) detector on it, print "
-        "the ranked grasps and write an overlay PNG.",
+        help="a whole pick on a synthetic scene with simulated devices (no hardware, no torch)",
+        description="Starts simulated Robotiq gripper and arm servers on 127.0.0.1, renders a "
+        "table-top scene with the synthetic RGB-D camera, runs the shipped demo bundle through "
+        "the pick loop (executing against the simulators), prints the pick report and writes an "
+        "overlay PNG.",
     )
     demo.add_argument(
-        "--model", default="lggd-tiny", help="registered model name (default: %(default)s)"
+        "--seed", type=int, default=DEMO_SEED, help="scene seed (default: %(default)s)"
     )
-    demo.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
     demo.add_argument("--command", default=None, help="instruction (default: the scene's own)")
     demo.add_argument(
         "--out", type=Path, default=Path("demo.png"), help="overlay PNG (default: %(default)s)"
     )
-    demo.add_argument("--clip-weights", type=Path, default=None, help="local CLIP checkpoint file")
+    demo.add_argument(
+        "--bundle", type=Path, default=None, help="bundle folder (default: the shipped demo bundle)"
+    )
+    demo.add_argument("--audit", type=Path, default=None, help="JSONL audit log to append to")
+    demo.add_argument(
+        "--sim-speed",
+        type=float,
+        default=1.0,
+        help="full speed of the simulated arm, m/s (default: %(default)s)",
+    )
     demo.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     demo.set_defaults(func=_cmd_demo)
 

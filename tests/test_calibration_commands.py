@@ -217,3 +217,69 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
         ]
     )
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def _robot_toml(path, camera: str, arm_port: int | None = None) -> None:
+    arm = (
+        ""
+        if arm_port is None
+        else f'[arm]\nprofile = "ur"\n[arm.modbus]\ntransport = "tcp"\nport = {arm_port}\n'
+    )
+    path.write_text(f"[camera]\n{camera}\n{arm}")
+
+
+def test_capture_from_robot_toml_reads_the_arm_pose(tmp_path, capsys):
+    from langgrasp.runtime.sim.arm import ArmSim
+
+    sim = ArmSim()
+    server = sim.serve()
+    try:
+        config = tmp_path / "robot.toml"
+        _robot_toml(config, 'kind = "synthetic"\nwidth = 160\nheight = 120', server.port)
+        stdin = sys.stdin
+        sys.stdin = io.StringIO("\n\nq\n")
+        try:
+            code = main(
+                ["calibrate", "capture", "--config", str(config), "--out", str(tmp_path / "caps")]
+            )
+        finally:
+            sys.stdin = stdin
+    finally:
+        server.stop()
+    assert code == 0
+    captures = read_poses(tmp_path / "caps")
+    assert len(captures) == 2
+    # The arm simulator's pose readback is 0.1 mm / 1 mrad resolution.
+    np.testing.assert_allclose(captures[0].T_base_ee, sim.pose, atol=2e-3)
+    camera = read_json(tmp_path / "caps" / "camera.json", "camera")
+    assert camera["intrinsics"]["width_px"] == 160
+    assert "2 captures" in capsys.readouterr().out
+
+
+def test_verify_from_robot_toml_takes_one_frame(capture_folder, tmp_path, capsys):
+    calibration = tmp_path / "calibration.json"
+    args = ["--captures", str(capture_folder), "--setup", "eye-in-hand", "--board", "charuco-a4"]
+    assert main(["calibrate", "handeye", *args, "--out", str(calibration)]) == 0
+    capsys.readouterr()
+    config = tmp_path / "robot.toml"
+    _robot_toml(config, f'kind = "folder"\npath = "{capture_folder}"')
+    first = read_poses(capture_folder)[0]  # the folder camera's first frame
+    pose = " ".join(str(v) for v in first.T_base_ee.reshape(-1))
+    code = main(
+        [
+            "calibrate",
+            "verify",
+            "--calibration",
+            str(calibration),
+            "--config",
+            str(config),
+            "--pose",
+            pose,
+            "--out",
+            str(tmp_path / "overlay"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("live: ") and "good: largest error" in out
+    assert (tmp_path / "overlay" / "verify_live.png").is_file()

@@ -7,7 +7,19 @@ import pytest
 
 from langgrasp.cli import main
 
-SUBCOMMANDS = ["info", "demo", "synth", "data", "train", "eval", "export", "detect", "calibrate"]
+SUBCOMMANDS = [
+    "info",
+    "demo",
+    "synth",
+    "data",
+    "train",
+    "eval",
+    "export",
+    "detect",
+    "calibrate",
+    "devices",
+    "run",
+]
 
 
 @pytest.mark.parametrize("sub", [None, *SUBCOMMANDS])
@@ -35,23 +47,25 @@ def test_unknown_model_is_a_one_line_error(capsys):
     assert "Traceback" not in err
 
 
-def test_demo_writes_overlay_and_says_untrained(tmp_path, capsys):
+def test_demo_picks_with_the_shipped_bundle_against_simulators(tmp_path, capsys):
     out = tmp_path / "demo.png"
-    assert main(["demo", "--seed", "3", "--out", str(out)]) == 0
+    audit = tmp_path / "audit.jsonl"
+    assert main(["demo", "--out", str(out), "--audit", str(audit), "--sim-speed", "10"]) == 0
     text = capsys.readouterr().out
-    assert "UNTRAINED" in text and str(out) in text
+    assert "outcome: placed" in text and str(out) in text
+    assert "gripper @1000" in text and "arm @128" in text  # the register writes are reported
     picture = cv2.imread(str(out))
     assert picture is not None and picture.std() > 0
+    events = [json.loads(line)["event"] for line in audit.read_text().splitlines()]
+    assert "device_write" in events and "detection" in events
 
 
 def test_demo_json_and_bad_command(tmp_path, capsys):
-    assert (
-        main(["demo", "--json", "--command", "pick the red mug", "--out", str(tmp_path / "d.png")])
-        == 0
-    )
+    args = ["demo", "--json", "--out", str(tmp_path / "d.png"), "--sim-speed", "10"]
+    assert main([*args, "--command", "pick the purple unicorn"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["trained"] is False and result["command"] == "pick the red mug"
-    assert isinstance(result["grasps"], list)
+    assert result["command"] == "pick the purple unicorn"
+    assert result["outcome"] in ("not_found", "refused", "placed", "missed")
     assert main(["demo", "--command", "   ", "--out", str(tmp_path / "e.png")]) == 2
     assert "command is empty" in capsys.readouterr().err
 
@@ -77,6 +91,7 @@ def test_console_script_entry_point_runs_without_torch_for_help():
 def test_unwritable_output_is_a_one_line_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert main(["demo", "--out", str(blocker / "sub" / "demo.png")]) == 2
+    args = ["demo", "--command", "pick the purple unicorn", "--sim-speed", "10"]
+    assert main([*args, "--out", str(blocker / "sub" / "demo.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err

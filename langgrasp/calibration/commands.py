@@ -8,8 +8,11 @@ docs/calibration.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 VERIFY_GOOD_MM = 2.0
 VERIFY_BAD_MM = 5.0
@@ -91,6 +94,12 @@ def _add_capture(steps: argparse._SubParsersAction) -> None:
         choices=("eye-in-hand", "eye-to-hand"),
         help="a simulated arm and camera with known ground truth (demo and practice)",
     )
+    source.add_argument(
+        "--config",
+        type=Path,
+        help="robot.toml: frames from its [camera], arm poses read from its [arm] (typed in when "
+        "there is no [arm] table or the arm has no pose readback)",
+    )
     _board_arguments(parser, required=False)
     parser.add_argument("--seed", type=int, default=0, help="synthetic rig seed (default 0)")
     parser.set_defaults(func=_cmd_capture)
@@ -102,6 +111,10 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     from langgrasp.calibration.storage import atomic_write_json
 
     board = _board(args) if args.board else None
+    if args.config is not None:
+        with _robot_sources(args.config) as (camera, arm):
+            session = run_capture(camera, arm or TypedPoses(), args.out, board=board)
+        return 0 if session.captures else 2
     if args.images is not None:
         frames, poses = ImageFolderFrames(args.images), TypedPoses()
     else:
@@ -124,6 +137,32 @@ def _cmd_capture(args: argparse.Namespace) -> int:
         )
     session = run_capture(frames, poses, args.out, board=board)
     return 0 if session.captures else 2
+
+
+@contextlib.contextmanager
+def _robot_sources(config_path: Path) -> Iterator[tuple[Any, Any]]:
+    """The camera (connected) and the arm (connected, or None) named by robot.toml.
+
+    The arm is only read (pose readback); nothing is ever sent to it from here.
+    """
+    from langgrasp.runtime.cameras import open_camera
+    from langgrasp.runtime.config import load_robot_config
+
+    config = load_robot_config(config_path)
+    camera = open_camera(config.camera)
+    arm = None
+    try:
+        camera.connect()
+        if config.arm is not None:
+            from langgrasp.runtime.modbus_arm import ModbusArm
+
+            arm = ModbusArm(config.arm)
+            arm.connect()
+        yield camera, arm
+    finally:
+        if arm is not None:
+            arm.disconnect()
+        camera.close()
 
 
 def _add_intrinsics(steps: argparse._SubParsersAction) -> None:
@@ -300,6 +339,12 @@ def _add_verify(steps: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", type=Path, help="one image (give its arm pose with --pose)")
     source.add_argument("--captures", type=Path, help="check every capture of a capture folder")
+    source.add_argument(
+        "--config",
+        type=Path,
+        help="robot.toml: check the live (or played-back) frame of its [camera], with the arm "
+        "pose read from its [arm] (or given with --pose)",
+    )
     parser.add_argument(
         "--pose",
         default=None,
@@ -326,14 +371,25 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from langgrasp.calibration.verify import draw_verification, verify_view
 
     calibration = load_calibration(args.calibration)
+    typed = None if args.pose is None else parse_typed_pose(args.pose)
     if args.image is not None:
-        pose = None if args.pose is None else parse_typed_pose(args.pose)
-        views = [(args.image, pose)]
+        views = [(args.image.name, lambda: read_image(args.image), typed)]
+    elif args.config is not None:
+        views = [("live", None, typed)]
     else:
-        views = [(args.captures / c.image, c.T_base_ee) for c in read_poses(args.captures)]
+        views = [
+            (c.image, lambda c=c: read_image(args.captures / c.image), c.T_base_ee)
+            for c in read_poses(args.captures)
+        ]
     errors = []
-    for path, pose in views:
-        image = read_image(path)
+    for name, load, pose in views:
+        if load is None:  # one frame and the arm pose now, from robot.toml's devices
+            with _robot_sources(args.config) as (camera, arm):
+                image = camera.grab()
+                if pose is None and arm is not None:
+                    pose = arm.read_pose()
+        else:
+            image = load()
         result, detection = verify_view(
             image, calibration, pose, args.touched, corner_id=args.corner
         )
@@ -341,12 +397,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
             write_image(
-                args.out / f"verify_{path.stem}.png", draw_verification(image, result, detection)
+                args.out / f"verify_{Path(name).stem}.png",
+                draw_verification(image, result, detection),
             )
         if args.json:
-            print(json.dumps({"image": path.name, **result.to_dict()}))
+            print(json.dumps({"image": name, **result.to_dict()}))
         else:
-            print(f"{path.name}: {result.pixel_error:.2f} px, {result.error_mm:.2f} mm")
+            print(f"{name}: {result.pixel_error:.2f} px, {result.error_mm:.2f} mm")
     if not args.json:
         worst = max(errors)
         verdict = (

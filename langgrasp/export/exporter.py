@@ -52,6 +52,7 @@ from langgrasp.runtime.bundle import (
 )
 from langgrasp.runtime.engine import AGREEMENT_TARGET, GraspDetector
 from langgrasp.runtime.tokenizer import VOCAB_FILENAME, find_vocab_file
+from langgrasp.training.rundir import RUN_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -293,8 +294,18 @@ def checkpoint_source(directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Provenance of a checkpoint folder for the manifest: path, weights SHA-256, meta."""
     from langgrasp.detector.checkpoint import WEIGHTS_FILE
 
-    return {
+    source = {
         "checkpoint": str(directory.resolve()),
         "weights_sha256": sha256_file(directory / WEIGHTS_FILE),
         "meta": meta,
     }
+    # <run>/best or <run>/checkpoints/step-N: record how the run was started (commands, config).
+    for run_dir in (directory.parent, directory.parent.parent):
+        try:
+            run = json.loads((run_dir / RUN_CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(run, dict) and "train" in run:
+            source["training"] = {"history": run.get("history", []), "config": run["train"]}
+            break
+    return source

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,7 @@ def write_run_config(run_dir: Path, config: TrainConfig, procs: Processes, loade
     history.append(
         {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "resumed_from": None if loaded is None else loaded.folder.name,
             "processes": procs.world_size,
             "device": str(procs.device),

@@ -58,6 +58,7 @@ class SimServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._stopping = threading.Lock()
 
     @property
     def running(self) -> bool:
@@ -97,7 +98,11 @@ class SimServer:
         )
 
     def stop(self) -> None:
-        """Shut the server down and join its thread; safe to call twice."""
+        """Shut the server down and join its thread; safe to call twice, from any thread."""
+        with self._stopping:
+            self._stop()
+
+    def _stop(self) -> None:
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None and thread.is_alive():
             if self._server is not None:

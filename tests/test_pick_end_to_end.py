@@ -1,0 +1,161 @@
+"""The robot runtime end to end, as on a robot PC, without hardware.
+
+Synthetic RGB-D frames are recorded into a RealSense ``.db3`` through ``rs.software_device`` and
+played back through the same pipeline code a live camera uses; the shipped demo bundle detects
+the target; the pick loop drives the real Robotiq and Modbus arm backends against their
+simulators on 127.0.0.1 under the demo's known calibration. The arm targets must land within
+1 cm and 5 degrees of the scene's ground truth, and the gripper must see the Robotiq register
+sequence of a pick: reset, activate, pre-open, close on the object, release.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from langgrasp.datasets.synthetic import render_scene
+from langgrasp.runtime.audit import AuditLog
+from langgrasp.runtime.config import PlaceConfig
+from langgrasp.runtime.demo import (
+    ANGULAR_PER_LINEAR,
+    DEMO_BUNDLE,
+    PLACE_POSITION_M,
+    demo_calibration,
+    demo_scene_config,
+    object_width_m,
+    workspace_box,
+)
+from langgrasp.runtime.engine import GraspDetector
+from langgrasp.runtime.geometry import GraspGeometryError, grasp_pose
+from langgrasp.runtime.modbus import ModbusConfig
+from langgrasp.runtime.modbus_arm import ModbusArm, ModbusArmConfig
+from langgrasp.runtime.pick import PickLoop
+from langgrasp.runtime.robotiq import RobotiqConfig, RobotiqGripper
+from langgrasp.runtime.safety import SafetyConfig
+from langgrasp.runtime.sim.arm import ArmSim
+from langgrasp.runtime.sim.robotiq import RobotiqSim
+
+pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs libusb-1.0 (make install)")
+
+from langgrasp.runtime.cameras.realsense import RealSensePlayback
+from langgrasp.runtime.cameras.recording import record_rgbd
+
+SEED = 34
+"""A scene whose target the shipped demo bundle finds (its validation J@1 is far below 1, so
+not every scene works; `tests/test_pick_end_to_end.py` pins one)."""
+
+POSITION_TOLERANCE_M = 0.01  # issue 5: within 1 cm ...
+YAW_TOLERANCE_DEG = 5.0  # ... and 5 degrees of the ground truth
+FRAMES = 5  # recorded frames; the loop reads one per command
+SIM_SPEED_M_S = 5.0  # fast simulated arm: the test checks targets, not motion time
+
+ROBOTIQ_GO = 0x0900  # rACT | rGTO in the action-request byte (runtime.md 3.1)
+ROBOTIQ_ACTIVATE = 0x0100  # rACT only
+ROBOTIQ_CLOSED = 255  # rPR fully closed
+
+
+def _yaw_error_deg(a: float, b: float) -> float:
+    """Difference of two gripper yaws, modulo the half turn of a parallel gripper."""
+    return math.degrees(abs((a - b + math.pi / 2) % math.pi - math.pi / 2))
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """The scene, recorded as a RealSense .db3 at the demo camera's intrinsics."""
+    scene_config = demo_scene_config()
+    scene = render_scene(SEED, scene_config)
+    calibration = demo_calibration(scene_config)
+    path = tmp_path_factory.mktemp("rs") / "scene.db3"
+    record_rgbd(path, [(scene.rgb, scene.depth)] * FRAMES, calibration.camera)
+    return scene, scene_config, calibration, path
+
+
+def test_pick_the_object_lands_on_the_ground_truth(recorded):
+    scene, scene_config, calibration, path = recorded
+    target = scene.objects[scene.target_index]
+    command = f"pick the {target.colour} {target.name}"
+
+    gripper_sim = RobotiqSim(object_width_m=object_width_m(scene, scene_config))
+    arm_sim = ArmSim(
+        speed_m_s=SIM_SPEED_M_S, angular_speed_rad_s=ANGULAR_PER_LINEAR * SIM_SPEED_M_S
+    )
+    servers = [gripper_sim.serve(), arm_sim.serve()]
+    camera = RealSensePlayback(path)
+    audit = AuditLog(None)
+    low, high = workspace_box(scene_config)
+    loop = None
+    try:
+        gripper = RobotiqGripper(
+            replace(
+                RobotiqConfig(),
+                modbus=ModbusConfig(transport="rtu-over-tcp", port=servers[0].port, device_id=9),
+            ),
+            on_io=audit.device_io,
+        )
+        arm = ModbusArm(
+            replace(ModbusArmConfig(), modbus=ModbusConfig(port=servers[1].port, device_id=1)),
+            on_io=audit.device_io,
+        )
+        camera.connect()
+        gripper.connect()
+        arm.connect()
+        gripper.activate()
+        loop = PickLoop(
+            camera,
+            GraspDetector(DEMO_BUNDLE, providers=["cpu"]),
+            calibration,
+            arm=arm,
+            gripper=gripper,
+            safety=SafetyConfig(workspace_min_m=low, workspace_max_m=high),
+            place=PlaceConfig(position_m=PLACE_POSITION_M),
+            audit=audit,
+            execute=True,
+            auto_confirm=True,
+        )
+        reply = loop.command(command)
+        assert reply.ok, reply.message
+        assert loop.wait_until_settled(60.0)
+        report = loop.last_report
+    finally:
+        if loop is not None:
+            loop.close()
+        camera.close()
+        for server in servers:
+            server.stop()
+
+    assert report.outcome == "placed", report.format()
+    # Arm: pre-grasp, then the grasp itself, straight below it.
+    pregrasp, grasp = arm_sim.targets[0], arm_sim.targets[1]
+    np.testing.assert_allclose(pregrasp[:2, 3], grasp[:2, 3], atol=1e-3)
+    assert pregrasp[2, 3] > grasp[2, 3]
+    truth = []
+    for gt in scene.grasps:
+        try:
+            truth.append(grasp_pose(gt, scene.depth, calibration))
+        except GraspGeometryError:
+            continue
+    assert truth, "the scene has no ground-truth grasp with valid depth"
+    yaw = math.atan2(grasp[1, 0], grasp[0, 0])
+    errors = [
+        (float(np.linalg.norm(t.position_m - grasp[:3, 3])), _yaw_error_deg(t.yaw_rad, yaw))
+        for t in truth
+    ]
+    position_error, yaw_error = min(errors)
+    assert position_error < POSITION_TOLERANCE_M, errors
+    assert yaw_error < YAW_TOLERANCE_DEG, errors
+    assert grasp[2, 2] == pytest.approx(-1.0, abs=1e-3)  # top-down approach
+
+    # Gripper: reset, activate, pre-open to the grasp's opening, close, release (open again).
+    writes = [values for address, values in gripper_sim.writes if address == 1000]
+    assert writes[0] == [0, 0, 0]
+    assert writes[1] == [ROBOTIQ_ACTIVATE, 0, 0]
+    moves = writes[2:]
+    assert [m[0] for m in moves] == [ROBOTIQ_GO] * 3
+    preopen, close, release = (m[1] for m in moves)
+    assert close == ROBOTIQ_CLOSED and preopen < close and release == preopen
+    chosen = report.chosen.pose
+    config = RobotiqConfig()
+    assert config.width_for_ticks(preopen) >= chosen.opening_m
