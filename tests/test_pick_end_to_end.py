@@ -11,31 +11,22 @@ sequence of a pick: reset, activate, pre-open, close on the object, release.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from langgrasp.datasets.synthetic import render_scene
-from langgrasp.runtime.audit import AuditLog
-from langgrasp.runtime.config import PlaceConfig
 from langgrasp.runtime.demo import (
-    ANGULAR_PER_LINEAR,
     DEMO_BUNDLE,
-    PLACE_POSITION_M,
     demo_calibration,
+    demo_cell,
     demo_scene_config,
     object_width_m,
-    workspace_box,
+    simulated_arm,
 )
 from langgrasp.runtime.engine import GraspDetector
 from langgrasp.runtime.geometry import GraspGeometryError, grasp_pose
-from langgrasp.runtime.modbus import ModbusConfig
-from langgrasp.runtime.modbus_arm import ModbusArm, ModbusArmConfig
-from langgrasp.runtime.pick import PickLoop
-from langgrasp.runtime.robotiq import RobotiqConfig, RobotiqGripper
-from langgrasp.runtime.safety import SafetyConfig
-from langgrasp.runtime.sim.arm import ArmSim
+from langgrasp.runtime.robotiq import RobotiqConfig
 from langgrasp.runtime.sim.robotiq import RobotiqSim
 
 pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs libusb-1.0 (make install)")
@@ -79,52 +70,14 @@ def test_pick_the_object_lands_on_the_ground_truth(recorded):
     command = f"pick the {target.colour} {target.name}"
 
     gripper_sim = RobotiqSim(object_width_m=object_width_m(scene, scene_config))
-    arm_sim = ArmSim(
-        speed_m_s=SIM_SPEED_M_S, angular_speed_rad_s=ANGULAR_PER_LINEAR * SIM_SPEED_M_S
-    )
-    servers = [gripper_sim.serve(), arm_sim.serve()]
+    arm_sim = simulated_arm(SIM_SPEED_M_S)
     camera = RealSensePlayback(path)
-    audit = AuditLog(None)
-    low, high = workspace_box(scene_config)
-    loop = None
-    try:
-        gripper = RobotiqGripper(
-            replace(
-                RobotiqConfig(),
-                modbus=ModbusConfig(transport="rtu-over-tcp", port=servers[0].port, device_id=9),
-            ),
-            on_io=audit.device_io,
-        )
-        arm = ModbusArm(
-            replace(ModbusArmConfig(), modbus=ModbusConfig(port=servers[1].port, device_id=1)),
-            on_io=audit.device_io,
-        )
-        camera.connect()
-        gripper.connect()
-        arm.connect()
-        gripper.activate()
-        loop = PickLoop(
-            camera,
-            GraspDetector(DEMO_BUNDLE, providers=["cpu"]),
-            calibration,
-            arm=arm,
-            gripper=gripper,
-            safety=SafetyConfig(workspace_min_m=low, workspace_max_m=high),
-            place=PlaceConfig(position_m=PLACE_POSITION_M),
-            audit=audit,
-            execute=True,
-            auto_confirm=True,
-        )
-        reply = loop.command(command)
+    detector = GraspDetector(DEMO_BUNDLE, providers=["cpu"])
+    with demo_cell(camera, detector, gripper_sim=gripper_sim, arm_sim=arm_sim) as cell:
+        reply = cell.loop.command(command)
         assert reply.ok, reply.message
-        assert loop.wait_until_settled(60.0)
-        report = loop.last_report
-    finally:
-        if loop is not None:
-            loop.close()
-        camera.close()
-        for server in servers:
-            server.stop()
+        assert cell.loop.wait_until_settled(60.0)
+        report = cell.loop.last_report
 
     assert report.outcome == "placed", report.format()
     # Arm: pre-grasp, then the grasp itself, straight below it.

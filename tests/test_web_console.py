@@ -14,28 +14,15 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import pytest
 
-from langgrasp.runtime.audit import AuditLog
 from langgrasp.runtime.cameras import SyntheticCamera
-from langgrasp.runtime.config import PlaceConfig
-from langgrasp.runtime.demo import (
-    DEMO_BUNDLE,
-    PLACE_POSITION_M,
-    demo_calibration,
-    demo_scene_config,
-    workspace_box,
-)
+from langgrasp.runtime.demo import DEMO_BUNDLE, demo_cell, demo_scene_config
 from langgrasp.runtime.engine import GraspDetector
-from langgrasp.runtime.modbus import ModbusConfig
-from langgrasp.runtime.modbus_arm import ModbusArm, ModbusArmConfig
-from langgrasp.runtime.pick import LoopState, PickLoop
-from langgrasp.runtime.robotiq import RobotiqConfig, RobotiqGripper
-from langgrasp.runtime.safety import SafetyConfig
+from langgrasp.runtime.pick import LoopState
 from langgrasp.runtime.sim.arm import ArmSim
 from langgrasp.runtime.sim.robotiq import RobotiqSim
 from langgrasp.runtime.web.server import WebServer
@@ -84,43 +71,8 @@ def robot(detector):
     camera.connect()
     gripper_sim = RobotiqSim(finger_speed_m_s=5.0, activation_s=0.01)
     arm_sim = ArmSim(speed_m_s=SLOW_M_S)
-    servers = [gripper_sim.serve(), arm_sim.serve()]
-    low, high = workspace_box(scene_config)
-    audit = AuditLog(None)
-    loop = None
-    try:
-        gripper = RobotiqGripper(
-            replace(
-                RobotiqConfig(),
-                modbus=ModbusConfig("rtu-over-tcp", port=servers[0].port, device_id=9),
-            ),
-            on_io=audit.device_io,
-        )
-        arm = ModbusArm(
-            replace(ModbusArmConfig(), modbus=ModbusConfig(port=servers[1].port)),
-            on_io=audit.device_io,
-        )
-        gripper.connect()
-        arm.connect()
-        gripper.activate()
-        loop = PickLoop(
-            camera,
-            detector,
-            demo_calibration(scene_config),
-            arm=arm,
-            gripper=gripper,
-            safety=SafetyConfig(workspace_min_m=low, workspace_max_m=high),
-            place=PlaceConfig(position_m=PLACE_POSITION_M),
-            audit=audit,
-            execute=True,
-        )
-        yield loop, arm_sim
-    finally:
-        if loop is not None:
-            loop.close()
-        camera.close()
-        for server in servers:
-            server.stop()
+    with demo_cell(camera, detector, gripper_sim, arm_sim, auto_confirm=False) as cell:
+        yield cell.loop, arm_sim
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ calibration.json; ``examples/synthetic_calibration.json`` is the same, written t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,110 @@ class DemoResult:
     scene_seed: int
 
 
+@dataclass(frozen=True)
+class DemoCell:
+    """A running simulated cell (see ``demo_cell``).
+
+    Attributes:
+        loop: The executing pick loop.
+        gripper_sim: The Robotiq simulator (its ``writes`` record every command).
+        arm_sim: The arm simulator (its ``targets`` record every target pose).
+    """
+
+    loop: Any
+    gripper_sim: Any
+    arm_sim: Any
+
+
+def simulated_arm(speed_m_s: float = 1.0) -> Any:
+    """An ``ArmSim`` at ``speed_m_s`` full tool speed (rotation scaled to match), demo home."""
+    from langgrasp.runtime.sim.arm import ArmSim
+
+    return ArmSim(
+        speed_m_s=speed_m_s,
+        angular_speed_rad_s=ANGULAR_PER_LINEAR * speed_m_s,
+        home_pose=_home_pose(),
+    )
+
+
+@contextlib.contextmanager
+def demo_cell(
+    camera: Any,
+    detector: Any,
+    gripper_sim: Any = None,
+    arm_sim: Any = None,
+    audit: Any = None,
+    auto_confirm: bool = True,
+) -> Iterator[DemoCell]:
+    """The demo's simulated cell around ``camera`` and ``detector``, closed on exit.
+
+    Starts the simulators on free 127.0.0.1 ports, connects the real Robotiq and Modbus arm
+    backends to them, activates the gripper (as ``langgrasp run --execute`` does at start) and
+    builds an executing ``PickLoop`` with the demo's calibration, workspace box and place pose.
+    ``camera`` must deliver frames of ``demo_scene_config()``'s size (e.g. the synthetic camera or
+    a recording of it); it is closed with the cell.
+
+    Args:
+        camera: Frame source (connected or not).
+        detector: Anything with ``detect(rgb, command)``.
+        gripper_sim: A ``RobotiqSim``; default: one without an object between the fingers.
+        arm_sim: An ``ArmSim``; default: ``simulated_arm()``.
+        audit: An ``AuditLog``; default: in memory.
+        auto_confirm: Execute the offered grasp without asking.
+    """
+    from langgrasp.runtime.audit import AuditLog
+    from langgrasp.runtime.config import PlaceConfig
+    from langgrasp.runtime.modbus import ModbusConfig
+    from langgrasp.runtime.modbus_arm import ModbusArm, ModbusArmConfig
+    from langgrasp.runtime.pick import PickLoop
+    from langgrasp.runtime.robotiq import RobotiqConfig, RobotiqGripper
+    from langgrasp.runtime.safety import SafetyConfig
+    from langgrasp.runtime.sim.robotiq import RobotiqSim
+
+    scene_config = demo_scene_config()
+    gripper_sim = gripper_sim if gripper_sim is not None else RobotiqSim()
+    arm_sim = arm_sim if arm_sim is not None else simulated_arm()
+    audit = audit if audit is not None else AuditLog(None)
+    low, high = workspace_box(scene_config)
+    servers = []
+    loop = None
+    try:
+        servers.append(gripper_sim.serve())
+        servers.append(arm_sim.serve())
+        gripper_link = ModbusConfig(
+            transport="rtu-over-tcp", port=servers[0].port, device_id=gripper_sim.device_id
+        )
+        gripper = RobotiqGripper(
+            replace(RobotiqConfig(), modbus=gripper_link), on_io=audit.device_io
+        )
+        arm_link = ModbusConfig(port=servers[1].port, device_id=arm_sim.device_id)
+        arm = ModbusArm(replace(ModbusArmConfig(), modbus=arm_link), on_io=audit.device_io)
+        camera.connect()
+        gripper.connect()
+        arm.connect()
+        gripper.activate()
+        loop = PickLoop(
+            camera,
+            detector,
+            demo_calibration(scene_config),
+            arm=arm,
+            gripper=gripper,
+            safety=SafetyConfig(workspace_min_m=low, workspace_max_m=high),
+            place=PlaceConfig(position_m=PLACE_POSITION_M),
+            audit=audit,
+            execute=True,
+            auto_confirm=auto_confirm,
+        )
+        yield DemoCell(loop, gripper_sim, arm_sim)
+    finally:
+        if loop is not None:
+            loop.close()
+        camera.close()
+        for server in servers:
+            server.stop()
+        audit.close()
+
+
 def run_demo(
     seed: int = 0,
     command: str | None = None,
@@ -152,14 +258,7 @@ def run_demo(
     from langgrasp.detector.visualize import draw_overlay, save_image
     from langgrasp.runtime.audit import AuditLog
     from langgrasp.runtime.cameras.synthetic import SyntheticCamera
-    from langgrasp.runtime.config import PlaceConfig
     from langgrasp.runtime.engine import GraspDetector
-    from langgrasp.runtime.modbus import ModbusConfig
-    from langgrasp.runtime.modbus_arm import ModbusArm, ModbusArmConfig
-    from langgrasp.runtime.pick import PickLoop
-    from langgrasp.runtime.robotiq import RobotiqConfig, RobotiqGripper
-    from langgrasp.runtime.safety import SafetyConfig
-    from langgrasp.runtime.sim.arm import ArmSim
     from langgrasp.runtime.sim.robotiq import RobotiqSim
 
     scene_config = demo_scene_config()
@@ -168,72 +267,36 @@ def run_demo(
     camera.connect()
     scene = camera.read().ground_truth
     command = command if command is not None else scene.text
-    low, high = workspace_box(scene_config)
     gripper_sim = RobotiqSim(object_width_m=object_width_m(scene, scene_config))
-    arm_sim = ArmSim(
-        speed_m_s=arm_speed_m_s,
-        angular_speed_rad_s=ANGULAR_PER_LINEAR * arm_speed_m_s,
-        home_pose=_home_pose(),
+    with demo_cell(
+        camera,
+        detector,
+        gripper_sim=gripper_sim,
+        arm_sim=simulated_arm(arm_speed_m_s),
+        audit=AuditLog(audit_path),
+    ) as cell:
+        cell.loop.command(command)
+        cell.loop.wait_until_settled()
+        report = cell.loop.last_report
+        detection = cell.loop.last_detection
+    text = report.format() if report is not None else "no report"
+    overlay_path = None
+    if out is not None and detection is not None:
+        title = f"{command} -> {report.outcome if report else '?'}"
+        picture = draw_overlay(
+            scene.rgb,
+            mask_prob=detection.mask_prob,
+            grasps=detection.grasps,
+            gt_grasps=scene.grasps,
+            title=title,
+        )
+        overlay_path = save_image(out, picture)
+    return DemoResult(
+        report=report.to_dict() if report is not None else {},
+        text=text,
+        overlay=overlay_path,
+        scene_seed=scene.seed,
     )
-    servers = [gripper_sim.serve(), arm_sim.serve()]
-    audit = AuditLog(audit_path)
-    loop = None
-    try:
-        gripper = RobotiqGripper(
-            replace(
-                RobotiqConfig(),
-                modbus=ModbusConfig(transport="rtu-over-tcp", port=servers[0].port, device_id=9),
-            ),
-            on_io=audit.device_io,
-        )
-        arm = ModbusArm(
-            replace(ModbusArmConfig(), modbus=ModbusConfig(port=servers[1].port, device_id=1)),
-            on_io=audit.device_io,
-        )
-        gripper.connect()
-        arm.connect()
-        gripper.activate()  # as `langgrasp run --execute` does at start (the fingers move)
-        loop = PickLoop(
-            camera,
-            detector,
-            demo_calibration(scene_config),
-            arm=arm,
-            gripper=gripper,
-            safety=SafetyConfig(workspace_min_m=low, workspace_max_m=high),
-            place=PlaceConfig(position_m=PLACE_POSITION_M),
-            audit=audit,
-            execute=True,
-            auto_confirm=True,
-        )
-        loop.command(command)
-        loop.wait_until_settled()
-        report = loop.last_report
-        text = report.format() if report is not None else "no report"
-        overlay_path = None
-        if out is not None and loop.last_detection is not None:
-            detection = loop.last_detection
-            title = f"{command} -> {report.outcome if report else '?'}"
-            picture = draw_overlay(
-                scene.rgb,
-                mask_prob=detection.mask_prob,
-                grasps=detection.grasps,
-                gt_grasps=scene.grasps,
-                title=title,
-            )
-            overlay_path = save_image(out, picture)
-        return DemoResult(
-            report=report.to_dict() if report is not None else {},
-            text=text,
-            overlay=overlay_path,
-            scene_seed=scene.seed,
-        )
-    finally:
-        if loop is not None:
-            loop.close()
-        camera.close()
-        for server in servers:
-            server.stop()
-        audit.close()
 
 
 def _home_pose() -> np.ndarray:

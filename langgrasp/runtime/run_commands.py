@@ -22,6 +22,21 @@ EXIT_NOT_DONE = 1
 DONE_OUTCOMES = ("placed", "held")
 
 
+def add_loop_arguments(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
+    """``--config``, ``--execute`` and ``--auto-confirm``: shared by run, serve and listen."""
+    parser.add_argument("--config", type=Path, required=config_required, help="robot.toml")
+    parser.add_argument(
+        "--execute",
+        action="store_true",
+        help="send commands to the gripper and arm (default: dry run, nothing is sent)",
+    )
+    parser.add_argument(
+        "--auto-confirm",
+        action="store_true",
+        help="execute the best executable grasp without asking (the safety limits still apply)",
+    )
+
+
 def register_cli(sub: argparse._SubParsersAction) -> None:
     """Add the ``run`` subcommand."""
     parser = sub.add_parser(
@@ -32,21 +47,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
         "stop, home, open, status, help), or one --command for scripts. Dry run unless "
         "--execute: everything is computed, checked and logged, nothing is sent to the devices.",
     )
-    parser.add_argument("--config", type=Path, required=True, help="robot.toml")
-    parser.add_argument(
-        "--execute",
-        action="store_true",
-        help="send commands to the gripper and arm (default: dry run, nothing is sent)",
-    )
+    add_loop_arguments(parser)
     parser.add_argument(
         "--command",
         default=None,
         help='run one command (e.g. "pick the red mug"), print the pick report and exit',
-    )
-    parser.add_argument(
-        "--auto-confirm",
-        action="store_true",
-        help="execute the best executable grasp without asking (the safety limits still apply)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.set_defaults(func=_cmd_run)

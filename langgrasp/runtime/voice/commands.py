@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langgrasp.runtime.run_commands import add_loop_arguments
+
 if TYPE_CHECKING:
     from langgrasp.runtime.voice.listener import Heard
 
@@ -34,17 +36,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
         "to the command grammar). Dry run unless --execute. Without --config, only prints what "
         "was understood (to check a microphone or vocabulary).",
     )
-    parser.add_argument("--config", type=Path, default=None, help="robot.toml")
-    parser.add_argument(
-        "--execute",
-        action="store_true",
-        help="send commands to the gripper and arm (default: dry run, nothing is sent)",
-    )
-    parser.add_argument(
-        "--auto-confirm",
-        action="store_true",
-        help="execute the best executable grasp without asking (the safety limits still apply)",
-    )
+    add_loop_arguments(parser, config_required=False)
     parser.add_argument("--mode", choices=MODES, default=MODES[0], help="default: push-to-talk")
     parser.add_argument("--wake-word", default="robot", help="wake-word mode keyphrase")
     parser.add_argument(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
+from langgrasp.runtime.run_commands import add_loop_arguments
 from langgrasp.runtime.web.settings import DEFAULT_HOST, DEFAULT_PORT, LIVE_FPS, TOKEN_HINT
 
 
@@ -25,17 +25,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
         "says otherwise; any other address needs an access token (--token-env). Ctrl-C "
         "stops the arm and the gripper and exits.",
     )
-    parser.add_argument("--config", type=Path, required=True, help="robot.toml")
-    parser.add_argument(
-        "--execute",
-        action="store_true",
-        help="send commands to the gripper and arm (default: dry run, nothing is sent)",
-    )
-    parser.add_argument(
-        "--auto-confirm",
-        action="store_true",
-        help="execute the best executable grasp without asking (the safety limits still apply)",
-    )
+    add_loop_arguments(parser)
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,
