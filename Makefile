@@ -20,7 +20,7 @@ train_dataset_synthetic := --dataset synthetic
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint format info bench-model train synth bench-synthetic \
-	bench-runtime bench-loop bench-stop serve devices-sim calibrate-demo clean
+	bench-runtime bench-loop bench-stop bench-voice serve devices-sim calibrate-demo clean
 
 help: ## list the targets with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -108,6 +108,9 @@ serve: $(RUNTIME_STAMP) ## web console + HTTP API on http://127.0.0.1:8080 over 
 
 bench-stop: $(STAMP) ## stop latency: HTTP stop request -> arm-stop register write (simulators)
 	$(BIN)/python benchmarks/bench_stop.py
+
+bench-voice: $(STAMP) ## offline speech recognition of robot commands on espeak-ng speech, per voice
+	$(BIN)/python benchmarks/bench_voice.py
 
 devices-sim: $(RUNTIME_STAMP) ## run the simulated Robotiq gripper (port 5020) and arm (port 5021) until Ctrl-C
 	$(BIN)/langgrasp devices sim

@@ -14,8 +14,10 @@ simulator handles the stop register write (``ArmSim.stop_times``); the server, t
 and the client share this process, hence one ``time.monotonic`` clock. Also printed: the HTTP
 round trip as the client sees it. ``--load N`` adds N clients that fetch live camera pictures
 (``GET /api/live``: a frame, drawing, JPEG encoding) without pause during the whole run, to show
-that a stop does not queue behind other requests. Target (issue 7): under 50 ms median. Figures
-are printed, never asserted.
+that a stop does not queue behind other requests. The whole run is made twice: with an
+``[audit]`` file in robot.toml (as a real cell has: every device write and command is appended
+to it) and without one (records kept in memory only). Target (issue 7): under 50 ms median.
+Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -65,11 +67,18 @@ class GroundTruthDetector:
         return Detection(grasps, scene.mask, scene.mask.astype(np.float32), 1.0, None, command)
 
 
-def robot_toml(folder: Path, gripper_port: int, arm_port: int) -> dict:
-    """robot.toml content for the simulators (the `langgrasp serve` path)."""
+def robot_toml(folder: Path, gripper_port: int, arm_port: int, audit: bool) -> dict:
+    """robot.toml content for the simulators (the `langgrasp serve` path).
+
+    Args:
+        folder: Where the calibration (and the audit file) are written.
+        gripper_port: The Robotiq simulator's TCP port.
+        arm_port: The arm simulator's TCP port.
+        audit: Add an ``[audit]`` table with a file in ``folder``.
+    """
     scene = demo_scene_config()
     calibration = save_calibration(folder / "calibration.json", demo_calibration(scene))
-    return {
+    table = {
         "camera": {"kind": "synthetic", "seed": SEED, "width": scene.width, "height": scene.height},
         "calibration": {"path": str(calibration)},
         "gripper": {"modbus": {"transport": "rtu-over-tcp", "port": gripper_port, "device_id": 9}},
@@ -81,6 +90,9 @@ def robot_toml(folder: Path, gripper_port: int, arm_port: int) -> dict:
             "max_speed": 1.0,
         },
     }
+    if audit:
+        table["audit"] = {"path": str(folder / "audit.jsonl")}
+    return table
 
 
 def wait_until(predicate, what: str) -> None:
@@ -114,7 +126,12 @@ def main() -> None:
         "--load", type=int, default=0, help="clients fetching live pictures meanwhile (default 0)"
     )
     args = parser.parse_args()
+    for audit in (True, False):
+        run(args, audit)
 
+
+def run(args: argparse.Namespace, audit: bool) -> None:
+    """Time ``args.repeats`` stops and print the figures; ``audit``: with an audit file."""
     gripper_sim = RobotiqSim(finger_speed_m_s=5.0, activation_s=0.01)
     arm_sim = ArmSim(speed_m_s=args.speed)
     servers = [gripper_sim.serve(), arm_sim.serve()]
@@ -125,7 +142,8 @@ def main() -> None:
     pictures: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = robot_config_from_dict(
-            robot_toml(Path(tmp), servers[0].port, servers[1].port), Path(tmp) / "robot.toml"
+            robot_toml(Path(tmp), servers[0].port, servers[1].port, audit),
+            Path(tmp) / "robot.toml",
         )
         camera = SyntheticCamera(SEED, demo_scene_config())
         loop = build_loop(config, execute=True, detector=GroundTruthDetector(camera), camera=camera)
@@ -166,7 +184,8 @@ def main() -> None:
                 sim_server.stop()
 
     load = f", {args.load} client(s) fetching {len(pictures)} live pictures" if args.load else ""
-    print(f"stop latency over {len(write_ms)} stops while the simulated arm moved{load}:")
+    where = "with an [audit] file" if audit else "without an audit file"
+    print(f"stop latency over {len(write_ms)} stops while the simulated arm moved{load}, {where}:")
     for name, values in (("request -> write", write_ms), ("HTTP round trip", round_trip_ms)):
         print(
             f"  {name:17s} median {statistics.median(values):6.2f} ms   "

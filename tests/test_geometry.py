@@ -210,3 +210,38 @@ def test_depth_in_millimetres_is_named(tmp_path):
     # A real hole (all zeros) is still a geometry error, not a unit complaint.
     with pytest.raises(GraspGeometryError, match="not enough depth"):
         grasp_depth(grasp, np.zeros_like(depth_mm, dtype=float), GraspGeometryConfig())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"pregrasp_height_m": -0.05}, "pregrasp_height_m must be >= 0"),
+        ({"grasp_depth_offset_m": -0.01}, r"grasp_depth_offset_m must be within \[0, 0\.1\]"),
+        ({"grasp_depth_offset_m": 0.2}, r"grasp_depth_offset_m must be within \[0, 0\.1\]"),
+        ({"min_valid_pixels": 0, "min_valid_fraction": 0.0}, "at least one valid pixel"),
+        ({"min_valid_fraction": 1.5}, r"min_valid_fraction must be within \[0, 1\]"),
+        ({"max_depth_m": math.inf}, "max_depth_m must be a finite number"),
+        ({"pregrasp_height_m": math.nan}, "pregrasp_height_m must be a finite number"),
+        ({"min_valid_fraction": math.nan}, "min_valid_fraction must be a finite number"),
+    ],
+)
+def test_config_rejects_unsafe_or_degenerate_values(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        GraspGeometryConfig(**kwargs)
+
+
+def test_config_bounds_are_inclusive():
+    config = GraspGeometryConfig(
+        pregrasp_height_m=0.0, grasp_depth_offset_m=0.1, min_valid_pixels=1, min_valid_fraction=0
+    )
+    assert config.grasp_depth_offset_m == 0.1 and config.min_valid_pixels == 1
+
+
+def test_one_valid_pixel_is_enough_when_configured():
+    depth = np.full((80, 100), np.nan)
+    depth[40, 50] = 0.4
+    config = GraspGeometryConfig(min_valid_pixels=1, min_valid_fraction=0.0)
+    assert grasp_depth(Grasp(50.0, 40.0, 0.0, 40.0, 10.0), depth, config) == pytest.approx(0.4)
+    depth[40, 50] = np.nan
+    with pytest.raises(GraspGeometryError, match=r"0 of \d+ pixels .* 1 needed"):
+        grasp_depth(Grasp(50.0, 40.0, 0.0, 40.0, 10.0), depth, config)

@@ -40,7 +40,9 @@ def test_write_then_read_round_trip_and_writes_are_reported(served):
     link.connect()
     link.write(102, [1, 0xFFFF, 300])
     assert link.read(100, 6) == [0, 0, 1, 0xFFFF, 300, 0]
-    assert records == [{"device": "dev", "op": "write", "address": 102, "values": [1, 0xFFFF, 300]}]
+    assert records == [
+        {"device": "dev", "op": "write", "address": 102, "values": [1, 0xFFFF, 300], "ok": True}
+    ]
     link.close()
     assert not link.connected
 
@@ -124,6 +126,12 @@ def test_config_validation():
         ModbusConfig(transport="udp")
     with pytest.raises(InputError, match="device_id"):
         ModbusConfig(device_id=300)
+    for bad in (0, 248, True):  # 0 is broadcast: nobody would answer
+        with pytest.raises(InputError, match="1-247"):
+            ModbusConfig(device_id=bad)
+    assert ModbusConfig(transport="tcp", device_id=255).device_id == 255  # TCP direct unit
+    with pytest.raises(InputError, match="device_id"):
+        ModbusConfig(transport="rtu-over-tcp", device_id=255)
     assert "54321" in ModbusConfig(transport="rtu-over-tcp", port=54321).describe()
     assert "ttyUSB0" in ModbusConfig(transport="rtu").describe()
 
@@ -134,3 +142,74 @@ def test_signed16_round_trip():
     assert from_signed16(-1) == 0xFFFF
     with pytest.raises(InputError):
         from_signed16(40000)
+
+
+def test_write_is_sent_before_it_is_recorded_and_a_failing_audit_never_blocks_it(served):
+    transport, server = served
+    observer = _link(transport, server.port)
+    observer.connect()
+    seen = []
+
+    def full_disk(record):
+        seen.append(observer.read(record["address"], 1))  # already on the device
+        raise OSError(28, "No space left on device")
+
+    link = _link(transport, server.port, full_disk)
+    link.connect()
+    link.write(103, [42])  # the audit failure is only logged
+    assert seen == [[42]]
+    assert link.read(103, 1) == [42] and link.connected
+
+
+def test_failed_write_is_recorded_as_failed():
+    records = []
+    server = SimServer(_device(), name="test").start()
+    link = _link("tcp", server.port, records.append)
+    link.connect()
+    server.stop()
+    with pytest.raises(DeviceError):
+        link.write(100, [1])
+    assert records and records[-1]["ok"] is False and records[-1]["error"]
+
+
+class _Wrapped:
+    """The real pymodbus client with one method replaced (a fault no real server produces)."""
+
+    def __init__(self, client, **overrides):
+        self._client, self._overrides = client, overrides
+
+    def __getattr__(self, name):
+        return self._overrides.get(name) or getattr(self._client, name)
+
+
+def test_short_answer_is_a_device_error(served):
+    from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
+
+    transport, server = served
+    link = _link(transport, server.port)
+    link.connect()
+
+    def short(address, count, device_id):
+        return ReadHoldingRegistersResponse(registers=[0] * (count - 1), dev_id=device_id)
+
+    link._client = _Wrapped(link._client, read_holding_registers=short)
+    with pytest.raises(DeviceError, match=r"answered 2 register.* read of 3"):
+        link.read(100, 3)
+
+
+def test_any_pymodbus_error_is_a_device_error_and_the_link_reconnects(served):
+    from pymodbus.exceptions import ModbusException
+
+    transport, server = served
+    link = _link(transport, server.port)
+    link.connect()
+
+    def garbled(*args, **kwargs):
+        raise ModbusException("unpack error")
+
+    link._client = _Wrapped(link._client, read_holding_registers=garbled)
+    with pytest.raises(DeviceError, match=r"bad answer.*unpack error"):
+        link.read(100, 1)
+    assert not link.connected
+    link.connect()
+    assert link.read(100, 1) == [0]

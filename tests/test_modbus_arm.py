@@ -39,6 +39,7 @@ from langgrasp.runtime.modbus_arm import (
     encode_pose,
     matrix_to_rotvec,
     pose_to_vector,
+    quantize_pose,
     rotvec_to_matrix,
     vector_to_pose,
 )
@@ -195,7 +196,7 @@ def test_config_from_dict():
     [
         ({"speed": 1}, r"\[arm\]: unknown keys \['speed'\]; known keys: .*'max_speed'"),
         ({"profile": "kuka"}, "unknown register profile 'kuka'"),
-        ({"modbus": {"ip": "x"}}, r"modbus: unknown keys \['ip'\]; known keys: .*'host'"),
+        ({"modbus": {"ip": "x"}}, r"modbus: unknown key\(s\) ip; known keys: .*host"),
         ({"registers": {"seq": 1}}, r"registers: unknown keys \['seq'\]"),
         ({"max_speed": 2.0}, r"max_speed must be in \(0, 1\]"),
         ({"max_speed": "fast"}, "must be a number"),
@@ -418,3 +419,126 @@ def test_urscript_program_shape():
     assert opened == closed
     # State is reported before the ack inside the command branch.
     assert text.index("start_motion(False)") < text.index("write_port_register(REG_ACK, sequence)")
+
+
+# -- safety fixes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("position_unit_m", float("inf")),
+        ("position_unit_m", float("nan")),
+        ("position_unit_m", 1.0),
+        ("position_unit_m", 0.01),
+        ("rotation_unit_rad", 0.1),
+        ("rotation_unit_rad", float("inf")),
+        ("rotation_unit_rad", "1e-3"),
+    ],
+)
+def test_register_units_must_be_finite_and_fine_enough(field, value):
+    with pytest.raises(InputError, match=field):
+        ModbusArmConfig.from_dict({"registers": {field: value}})
+
+
+def test_coarsest_units_still_round_trip_within_one_count():
+    coarse = RegisterMap(position_unit_m=1e-3, rotation_unit_rad=1e-2)
+    wanted = _pose(0.3471, -0.2604, 0.0953, (math.pi - 0.004, 0.003, 0.0))
+    sent = quantize_pose(wanted, coarse)
+    assert np.abs(sent[:3, 3] - wanted[:3, 3]).max() <= coarse.position_unit_m
+    assert _rotation_error(sent, wanted) <= math.sqrt(3) * coarse.rotation_unit_rad
+    np.testing.assert_array_equal(encode_pose(sent, coarse), encode_pose(wanted, coarse))
+
+
+class _LoseOneReply:
+    """The real client, except that the next read gets no answer (as a dropped TCP reply)."""
+
+    def __init__(self, client):
+        self._client, self._lost = client, False
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def read_holding_registers(self, *args, **kwargs):
+        from pymodbus.exceptions import ModbusIOException
+
+        if not self._lost:
+            self._lost = True
+            raise ModbusIOException("no response (simulated lost reply)")
+        return self._client.read_holding_registers(*args, **kwargs)
+
+
+@pytest.mark.parametrize("rig", [SLOW_M_S], indirect=True)
+def test_stop_after_one_lost_reply_reconnects_and_still_stops(rig):
+    sim, _, arm, _ = rig
+    target = sim.pose.copy()
+    target[0, 3] += 0.5
+    arm.move_to(target, wait=False)
+    assert sim.state is ControllerState.MOVING
+    arm.link._client = _LoseOneReply(arm.link._client)
+    with pytest.raises(DeviceTimeoutError):
+        arm.status()
+    assert not arm.link.connected
+    arm.stop()  # reconnects once, then sends the stop
+    assert sim.stops == 1 and sim.state is ControllerState.STOPPED
+
+
+@pytest.mark.parametrize("rig", [SLOW_M_S], indirect=True)
+def test_lost_link_during_a_wait_sends_a_stop_after_reconnecting(rig):
+    sim, _, arm, _ = rig
+    target = sim.pose.copy()
+    target[0, 3] += 0.5
+    arm.move_to(target, wait=False)
+    arm.link._client = _LoseOneReply(arm.link._client)
+    with pytest.raises(DeviceDisconnectedError, match="a stop command was sent"):
+        arm.move_to(target, timeout_s=60)  # same target again, the wait loses one reply
+    assert sim.stops == 1 and sim.state is ControllerState.STOPPED
+
+
+@pytest.mark.parametrize("rig", [SLOW_M_S], indirect=True)
+def test_controller_program_restart_is_not_an_arrival(rig):
+    sim, _, arm, _ = rig
+    target = sim.pose.copy()
+    target[0, 3] += 0.5
+    status = arm.move_to(target, wait=False)
+    assert not arm.arrived(status, status.sequence)  # moving
+    sim.restart_program()
+    idle = arm.status()
+    assert idle.state is ArmState.IDLE and idle.sequence == status.sequence
+    assert not arm.arrived(idle, status.sequence)
+
+
+@pytest.mark.parametrize("rig", [SLOW_M_S], indirect=True)
+def test_program_restart_during_a_waiting_move_is_an_error(rig):
+    sim, _, arm, _ = rig
+    target = sim.pose.copy()
+    target[0, 3] += 0.5
+
+    def restart() -> None:
+        _wait_until(lambda: sim.state is ControllerState.MOVING)
+        sim.restart_program()
+
+    restarter = threading.Thread(target=restart)
+    restarter.start()
+    with pytest.raises(DeviceError, match="restarted"):
+        arm.move_to(target, wait=True, timeout_s=60)
+    restarter.join()
+
+
+def test_arrival_needs_done_and_the_same_sequence(rig):
+    sim, _, arm, _ = rig
+    status = arm.move_to(sim.pose, wait=True)  # already there: done at once
+    assert arm.arrived(status, status.sequence)
+    assert not arm.arrived(status, status.sequence + 1)
+
+
+@pytest.mark.parametrize("rig", [SLOW_M_S], indirect=True)
+def test_connecting_to_a_moving_arm_stops_it_first(rig):
+    sim, server, arm, _ = rig
+    target = sim.pose.copy()
+    target[0, 3] += 0.5
+    arm.move_to(target, wait=False)
+    other = ModbusArm(ModbusArmConfig(modbus=ModbusConfig(port=server.port, timeout_s=0.5)))
+    other.connect()
+    other.disconnect()
+    assert sim.stops == 1 and sim.state is ControllerState.STOPPED

@@ -575,3 +575,119 @@ def test_watchdog_stops_the_arm_when_the_loop_stalls(rig):
         assert loop.state is LoopState.FAULT
         assert "watchdog" in loop.last_report.message
     assert arm.stop_threads and arm.stop_threads[0] == "watchdog"
+
+
+# -- stop races and lost links (review fixes) ----------------------------------------------------
+
+
+def _stop_from_another_thread(loop) -> None:
+    thread = threading.Thread(target=loop.stop)
+    thread.start()
+    thread.join(WAIT_S)
+
+
+def test_stop_between_the_stop_check_and_the_arm_write_is_not_lost(slow_rig):
+    rig = slow_rig
+    with rig.loop() as loop:
+        check_pose = loop.gate.check_pose
+        fired = []
+
+        def stop_inside_the_gate(*args, **kwargs):
+            if not fired:  # the worker is past its own stop check, about to write
+                fired.append(True)
+                _stop_from_another_thread(loop)
+            return check_pose(*args, **kwargs)
+
+        loop.gate.check_pose = stop_inside_the_gate
+        assert loop.command("pick the bar").ok
+        rig.gripper.set_object(0.02)
+        assert loop.command("confirm").ok
+        assert loop.wait_until_settled(WAIT_S)
+        assert loop.state is LoopState.STOPPED and loop.last_report.outcome == "stopped"
+    assert rig.arm.commands == []  # the move was refused by the stop latch
+    assert rig.arm.state.name == "IDLE"
+
+
+def test_stop_between_the_stop_check_and_the_gripper_write_is_not_lost(rig):
+    with rig.loop() as loop:
+        check_opening = loop.gate.check_opening
+
+        def stop_before_closing(width_m, label):
+            if label == "close":
+                _stop_from_another_thread(loop)
+            return check_opening(width_m, label)
+
+        loop.gate.check_opening = stop_before_closing
+        assert loop.command("pick the bar").ok
+        rig.gripper.set_object(0.02)
+        assert loop.command("confirm").ok
+        assert loop.wait_until_settled(WAIT_S)
+        assert loop.state is LoopState.STOPPED
+    assert (True, 255) not in gripper_gotos(rig.gripper)  # never closed
+
+
+def test_confirm_racing_a_stop_is_refused(rig):
+    with rig.loop() as loop:
+        assert loop.command("pick the bar").ok
+        arm_stop = loop._arm.stop
+        in_stop = threading.Event()
+
+        def slow_stop():  # a stop whose Modbus round trip takes a while
+            in_stop.set()
+            time.sleep(0.2)
+            return arm_stop()
+
+        loop._arm.stop = slow_stop
+        thread = threading.Thread(target=loop.stop)
+        thread.start()
+        assert in_stop.wait(WAIT_S)  # stop() is sending the arm stop now
+        assert not loop.confirm().ok
+        thread.join(WAIT_S)
+        assert loop.wait_until_settled(WAIT_S)
+        assert loop.state is LoopState.STOPPED
+        assert not loop.confirm().ok  # the stale offer stays dead
+    assert rig.arm.targets == []
+
+
+def test_one_lost_reply_mid_motion_still_stops_the_arm(slow_rig):
+    from pymodbus.exceptions import ModbusIOException
+
+    rig = slow_rig
+    with rig.loop() as loop:
+        assert loop.command("pick the bar").ok
+        assert loop.command("confirm").ok
+        wait_for(lambda: rig.arm.state.name == "MOVING", "the arm to move")
+        client = loop._arm._arm.link._client
+        read = client.read_holding_registers
+        lost = []
+
+        def lose_one(*args, **kwargs):
+            if not lost:
+                lost.append(True)
+                raise ModbusIOException("no response (simulated lost reply)")
+            return read(*args, **kwargs)
+
+        client.read_holding_registers = lose_one
+        assert loop.wait_until_settled(WAIT_S)
+        assert loop.state is LoopState.FAULT
+    assert lost and rig.arm.stops >= 1
+    assert rig.arm.state.name == "STOPPED"
+
+
+def test_controller_program_restart_mid_move_halts_the_pick(slow_rig):
+    rig = slow_rig
+    with rig.loop() as loop:
+        assert loop.command("pick the bar").ok
+        rig.gripper.set_object(0.02)
+        assert loop.command("confirm").ok
+        wait_for(lambda: rig.arm.state.name == "MOVING", "the arm to move")
+        rig.arm.restart_program()  # halted where it is, state idle, old sequence acknowledged
+        assert loop.wait_until_settled(WAIT_S)
+        assert loop.state is LoopState.FAULT
+        # Either the driver (idle while it waits) or the loop (idle without arriving) notices.
+        message = loop.last_report.message
+        assert "idle" in message and ("without arriving" in message or "restarted" in message)
+        steps = [s["step"] for s in loop.last_report.steps]
+    assert steps == ["preopen", "pregrasp"]  # never descended
+    assert len(rig.arm.targets) == 1
+    assert (True, 255) not in gripper_gotos(rig.gripper)

@@ -123,6 +123,36 @@ def test_minimal_config_uses_defaults_and_resolves_relative_paths(tmp_path):
             "[arm]: unknown register profile",
         ),
         ('[camera]\nkind = "synthetic"\n[arm.modbus]\nport = "x"\n', "[arm]"),
+        ('[camera]\nkind = "synthetic"\n[gripper]\nopen_width_m = inf\n', "[gripper] open_width_m"),
+        (
+            '[camera]\nkind = "synthetic"\n[gripper.modbus]\ntimeout_s = nan\n',
+            "[gripper] modbus.timeout_s must be a finite number",
+        ),
+        (
+            '[camera]\nkind = "synthetic"\n[arm]\nack_timeout_s = nan\n',
+            "[arm] ack_timeout_s must be a finite number",
+        ),
+        (
+            '[camera]\nkind = "synthetic"\n[arm.modbus]\ntimeout_s = -inf\n',
+            "[arm] modbus.timeout_s must be a finite number",
+        ),
+        (
+            '[camera]\nkind = "synthetic"\n[geometry]\ngrasp_depth_offset_m = nan\n',
+            "[geometry] grasp_depth_offset_m must be a finite number",
+        ),
+        (
+            '[camera]\nkind = "synthetic"\n[geometry]\npregrasp_height_m = -0.1\n',
+            "[geometry]: pregrasp_height_m must be >= 0",
+        ),
+        (
+            '[camera]\nkind = "synthetic"\n[motion]\ntravel_speed = 0.8\n'
+            "[safety]\nmax_speed = 0.5\n",
+            "[motion] travel_speed (0.8) is above [safety] max_speed (0.5)",
+        ),
+        (
+            '[camera]\nkind = "synthetic"\n[motion]\napproach_speed = 0.6\n',
+            "[motion] approach_speed (0.6) is above [safety] max_speed (0.5)",
+        ),
         ('[bundle]\npath = "b"\n', "missing the [camera] table"),
         ("[camera\n", "is not valid TOML"),
         ("camera = 3\n", "camera must be a table"),
@@ -149,3 +179,14 @@ def test_from_dict_without_a_file():
     assert config.source is None and config.safety.auto_confirm_quality == 0.9
     with pytest.raises(RobotConfigError, match="robot config \\[motion\\]"):
         robot_config_from_dict({"camera": {"kind": "synthetic"}, "motion": {"nope": 1}})
+
+
+def test_motion_speeds_up_to_the_safety_limit_are_accepted():
+    config = robot_config_from_dict(
+        {
+            "camera": {"kind": "synthetic"},
+            "motion": {"travel_speed": 0.8, "approach_speed": 0.8},
+            "safety": {"max_speed": 0.8},
+        }
+    )
+    assert config.motion.travel_speed == config.safety.max_speed == 0.8

@@ -28,8 +28,10 @@ from langgrasp.runtime.robotiq import (
     TickCalibration,
     activate_command,
     bytes_to_registers,
+    coerce_value,
     fraction_to_byte,
     goto_command,
+    modbus_config_from_dict,
     registers_to_bytes,
     reset_command,
 )
@@ -202,6 +204,11 @@ def test_config_from_dict_unknown_key_lists_known_ones():
         ({"open_ticks": 200, "closed_ticks": 100}, "open_ticks .* below closed_ticks"),
         ({"closed_width_m": 0.1}, "closed_width_m"),
         ({"poll_period_s": 0}, "poll_period_s must be > 0"),
+        ({"open_width_m": math.inf}, r"\[gripper\]\.open_width_m must be a finite number"),
+        ({"motion_timeout_s": math.nan}, r"\[gripper\]\.motion_timeout_s must be a finite"),
+        ({"modbus": {"timeout_s": math.nan}}, r"\[gripper\]\.modbus\.timeout_s must be a finite"),
+        ({"modbus": {"retries": 1.5}}, r"modbus\.retries must be of type int"),
+        ({"modbus": {"retries": True}}, r"modbus\.retries must be of type int"),
         ({"modbus": {"transport": "udp"}}, r"modbus.*unknown Modbus transport"),
         ({"modbus": "tcp"}, "must be a table"),
         ([], "must be a table"),
@@ -210,6 +217,27 @@ def test_config_from_dict_unknown_key_lists_known_ones():
 def test_config_from_dict_rejects_bad_values(data, match):
     with pytest.raises(InputError, match=match):
         RobotiqConfig.from_dict(data, where="robot.toml [gripper]")
+
+
+def test_config_rejects_non_finite_numbers_built_in_code():
+    with pytest.raises(InputError, match="open_width_m must be a finite number"):
+        RobotiqConfig(open_width_m=math.inf)
+    with pytest.raises(InputError, match="activation_timeout_s must be a finite number"):
+        RobotiqConfig(activation_timeout_s=math.nan)
+
+
+def test_modbus_table_parser_takes_other_defaults():
+    defaults = ModbusConfig(port=502)
+    config = modbus_config_from_dict({"host": "10.0.0.3", "retries": 2}, "[arm].modbus", defaults)
+    assert config == ModbusConfig(host="10.0.0.3", port=502, retries=2)
+    assert modbus_config_from_dict({}, "[gripper].modbus").port == 54321
+    with pytest.raises(InputError, match=r"\[arm\]\.modbus\.retries must be of type int"):
+        modbus_config_from_dict({"retries": 1.5}, "[arm].modbus", defaults)
+    with pytest.raises(InputError, match=r"\[arm\]\.modbus: unknown key.*slave.*known keys"):
+        modbus_config_from_dict({"slave": 1}, "[arm].modbus", defaults)
+    assert coerce_value("timeout_s", 1, float, "[arm]") == 1.0
+    with pytest.raises(InputError, match=r"\[arm\]\.timeout_s must be a finite number"):
+        coerce_value("timeout_s", -math.inf, float, "[arm]")
 
 
 # -- driver against the simulator on loopback ---------------------------------------------------

@@ -30,6 +30,7 @@ from langgrasp.runtime.safety import (
     SafetyConfig,
     SafetyError,
     SafetyGate,
+    StopLatchedError,
     Watchdog,
 )
 
@@ -462,3 +463,83 @@ def test_property_against_the_simulated_arm_controller():
     assert_inside([t[:3, 3] for t in sim.targets], config)
     assert len(sim.targets) == counts["sent"] > 5
     assert counts["gate_refused"] > 5
+
+
+# -- numbers, stop latch, quantized targets (review fixes) ----------------------------------------
+
+
+def test_numpy_scalars_are_numbers_but_bools_are_not():
+    gate = SafetyGate(BOX)
+    assert (
+        gate.quality_problem(np.int64(1)) is None and gate.quality_problem(np.float64(0.9)) is None
+    )
+    assert gate.quality_problem(np.float32(0.9)) is None
+    assert gate.opening_problem(np.float32(0.05)) is None
+    assert gate.speed_problem(np.float32(0.3)) is None
+    assert "not a finite number" in gate.opening_problem(np.float32("nan"))
+    assert "not a finite number" in gate.quality_problem(True)
+
+
+def test_stop_latches_until_an_operator_command_clears_it():
+    audit = AuditLog(None)
+    arm, gripper = RecordingArm(pose=top_down([0.0, 0.0, 0.4])), RecordingGripper()
+    gate = SafetyGate(BOX, audit)
+    guarded_arm = GuardedArm(arm, gate, audit, execute=True)
+    guarded_gripper = GuardedGripper(gripper, gate, audit, execute=True)
+    guarded_arm.stop()
+    guarded_gripper.stop()
+    with pytest.raises(StopLatchedError, match="after a stop"):
+        guarded_arm.move_to(top_down([0.2, 0.0, 0.2]), 0.2, "pregrasp")
+    with pytest.raises(StopLatchedError):
+        guarded_arm.home()
+    with pytest.raises(StopLatchedError):
+        guarded_gripper.move_to(0.05, 1.0, 0.5, "preopen")
+    with pytest.raises(StopLatchedError):
+        guarded_gripper.activate(1.0)
+    assert arm.targets == [] and arm.homes == 0 and gripper.widths == []
+    guarded_arm.clear_stop()
+    guarded_gripper.clear_stop()
+    guarded_arm.move_to(top_down([0.2, 0.0, 0.2]), 0.2, "pregrasp")
+    guarded_gripper.move_to(0.05, 1.0, 0.5, "preopen")
+    assert len(arm.targets) == 1 and gripper.widths == [0.05]
+
+
+class StopRacingArm(RecordingArm):
+    """A stop lands (from another thread) after the latch check, before the write arrives."""
+
+    def __init__(self, pose) -> None:
+        super().__init__(pose)
+        self.guard: GuardedArm | None = None
+
+    def move_to(self, T_base_ee, speed=0.25, wait=True, timeout_s=30.0) -> ArmStatus:  # noqa: N803
+        assert self.guard is not None
+        thread = threading.Thread(target=self.guard.stop)
+        thread.start()
+        thread.join()
+        return super().move_to(T_base_ee, speed, wait, timeout_s)
+
+
+def test_a_stop_racing_the_write_halts_the_arm_again():
+    audit = AuditLog(None)
+    arm = StopRacingArm(pose=top_down([0.0, 0.0, 0.4]))
+    guarded = GuardedArm(arm, SafetyGate(BOX, audit), audit, execute=True)
+    arm.guard = guarded
+    with pytest.raises(StopLatchedError, match="stopped again"):
+        guarded.move_to(top_down([0.2, 0.0, 0.2]), 0.2, "pregrasp")
+    assert len(arm.targets) == 1 and arm.stops == 2  # the racing stop, then the second one
+
+
+def test_gate_checks_the_quantized_target_the_arm_will_receive():
+    from langgrasp.runtime.modbus_arm import ModbusArm, ModbusArmConfig, RegisterMap
+
+    audit = AuditLog(None)
+    box = SafetyConfig(workspace_min_m=(-0.5, -0.5, 0.0), workspace_max_m=(0.4997, 0.5, 0.6))
+    coarse = ModbusArm(ModbusArmConfig(registers=RegisterMap(position_unit_m=1e-3)))
+    guarded = GuardedArm(coarse, SafetyGate(box, audit), audit, execute=False)
+    guarded.move_to(top_down([0.4993, 0.0, 0.3]), 0.2, "rounds in")  # 1 mm counts: 0.499 m
+    assert audit.tail(1, "would_send")[-1]["pose"][0][3] == pytest.approx(0.499)
+    with pytest.raises(SafetyError, match=r"target \(0.500, "):
+        guarded.move_to(top_down([0.4996, 0.0, 0.3]), 0.2, "rounds out")  # inside, sent 0.500
+    with pytest.raises(SafetyError, match="outside the workspace"):
+        guarded.move_to(top_down([0.5002, 0.0, 0.3]), 0.2, "outside")  # sent 0.500, still no
+    assert len(audit.tail(10, "would_send")) == 1

@@ -242,3 +242,15 @@ def _pose_with_yaw(x: float, y: float, z: float, yaw: float) -> np.ndarray:
     pose[:3, :3] = rotvec_to_matrix([0.0, 0.0, yaw])
     pose[:3, 3] = [x, y, z]
     return pose
+
+
+def test_program_restart_halts_and_reports_idle_with_the_old_ack(rig):
+    sim, link, clock = rig
+    _send(link, ArmCommand.MOVE, 5, _target(dx=0.1))
+    clock.t += 0.5  # half way
+    assert _status(link) == (5, ControllerState.MOVING, 0)
+    sim.restart_program()
+    where = sim.pose
+    assert _status(link) == (5, ControllerState.IDLE, 0)  # old ack, but not done
+    clock.t += 5.0
+    np.testing.assert_array_equal(sim.pose, where)  # halted where it was

@@ -82,6 +82,9 @@ def test_taken_port_is_an_error_and_nothing_is_left_running():
         with pytest.raises(LanggraspError, match=f"could not listen on 127.0.0.1:{taken}"):
             _run("--gripper-port", str(gripper_port), "--arm-port", str(taken), "--seconds", "0")
     with socket.socket() as again:  # the gripper server that did start was stopped
+        # SO_REUSEADDR ignores connections left in TIME_WAIT, but on Linux a bind still fails
+        # while a socket is listening on the port, which is what this checks.
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", gripper_port))
 
 

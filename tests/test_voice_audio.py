@@ -5,7 +5,10 @@ Covers ``voice.audio`` and ``voice.microphone`` (only its errors: no microphone 
 
 from __future__ import annotations
 
+import math
 import shutil
+import threading
+import time
 import wave
 
 import numpy as np
@@ -24,7 +27,11 @@ from langgrasp.runtime.voice.audio import (
     wav_blocks,
     write_wav,
 )
-from langgrasp.runtime.voice.microphone import Microphone, MicrophoneUnavailableError
+from langgrasp.runtime.voice.microphone import (
+    MIC_QUEUE_S,
+    Microphone,
+    MicrophoneUnavailableError,
+)
 from langgrasp.runtime.voice.transcriber import AudioError
 
 RATE = 16_000
@@ -158,6 +165,44 @@ def test_segmenter_drops_clicks_and_cuts_long_speech_and_flushes():
     assert len(found) == 3 and all(f.size / RATE <= 1.0 + 1e-6 for f in found[:2])
 
 
+LOUD_NOISE_STD = 600  # steady fan noise, about -35 dBFS: 25 dB over the quiet room
+
+
+def loud_noise(seconds: float, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, LOUD_NOISE_STD, round(seconds * RATE)).astype(np.int16)
+
+
+def test_segmenter_adapts_to_a_room_that_got_louder():
+    """Steady noise far over the floor stops counting as speech after ``floor_window_s``;
+    before the fix it made back-to-back 10 s utterances and a spoken command was lost in
+    them."""
+    config = SegmenterConfig()
+    quiet, noise, after = stream(("noise", 1.0)), loud_noise(8.0), loud_noise(2.0, seed=2)
+    spoken = np.clip(tone(300, 0.6).astype(np.int32) + loud_noise(0.6, seed=3), -32768, 32767)
+    cutter = UtteranceSegmenter(RATE, config)
+    found = []
+    for samples in (quiet, noise, spoken.astype(np.int16), after):
+        for i in range(0, samples.size, 480):
+            found += cutter.feed(samples[i : i + 480])
+    found += cutter.flush()
+    # the noise alone is dropped; the command said over it is cut on its own
+    assert len(found) == 1, [f.size / RATE for f in found]
+    assert 0.6 <= found[0].size / RATE <= 0.6 + config.pre_roll_s + config.end_silence_s + 0.05
+    assert cutter.noise_floor_dbfs > -40.0  # the floor now sits at the fan noise
+
+
+def test_segmenter_floor_stays_down_through_long_speech():
+    """Speech has quiet frames (pauses) in every window, so minimum statistics keep the floor
+    at the room noise and 6 s of talking stay one utterance."""
+    parts = [("noise", 1.0)] + [("tone", 0.4), ("noise", 0.1)] * 12 + [("noise", 1.0)]
+    samples = stream(*parts)
+    cutter = UtteranceSegmenter(RATE)
+    found = [u for i in range(0, samples.size, 480) for u in cutter.feed(samples[i : i + 480])]
+    assert len(found) == 1 and found[0].size / RATE >= 6.0
+    assert cutter.noise_floor_dbfs < -55.0  # quiet room noise is about -60 dBFS
+
+
 def test_wav_blocks_stream_a_file(tmp_path):
     samples = stream(("noise", 0.3), ("tone", 0.5), ("noise", 0.8))
     blocks, rate = wav_blocks(write_wav(tmp_path / "s.wav", samples, RATE), block_s=0.05)
@@ -181,6 +226,46 @@ def test_microphone_says_what_to_install_when_unavailable():
         pytest.skip("a microphone is present; this test covers machines without one")
     with pytest.raises(MicrophoneUnavailableError, match=hint):
         Microphone().open()
+
+
+class OpenStream:
+    """Stands in for an open PortAudio stream (no microphone here); blocks are pushed through
+    ``Microphone._callback``, the function PortAudio calls."""
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_microphone_queue_is_bounded_and_stops_when_the_reader_does():
+    mic = Microphone(block_s=0.03)
+    mic._stream = OpenStream()
+    capacity = mic._blocks.maxsize
+    assert capacity == math.ceil(MIC_QUEUE_S / 0.03)
+    total = capacity + 50
+
+    def push() -> None:
+        while not mic._streaming:
+            time.sleep(0.001)
+        for i in range(total):
+            mic._callback(np.full((480, 1), i, np.int16), 480, None, None)
+
+    pusher = threading.Thread(target=push)
+    pusher.start()
+    blocks = mic.blocks(timeout_s=0.01)
+    first = next(blocks)  # waits for the pusher
+    pusher.join()
+    assert mic._blocks.qsize() <= capacity and mic.dropped_blocks >= total - capacity - 1
+    rest = [int(next(blocks)[0]) for _ in range(mic._blocks.qsize())]
+    assert rest[-1] == total - 1 and rest == list(range(total - len(rest), total))
+    assert int(first[0]) == 0 or int(first[0]) < rest[0]
+    blocks.close()  # the reader went away: nothing is queued any more
+    assert not mic._streaming and mic._blocks.empty()
+    mic._callback(np.zeros((480, 1), np.int16), 480, None, None)
+    assert mic._blocks.empty()
+    mic.close()
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -52,6 +53,7 @@ PHRASES = {
     "next": "next one",
     "yes": "yes",
     "stop": "stop",
+    "stop_robot": "stop the robot",  # a lone "stop" cut from a stream is not recognised
     "wake": "robot pick up the blue box",
     "no_wake": "pick up the blue box",
     "robot": "robot",
@@ -288,6 +290,97 @@ def test_push_to_talk_console(transcriber, speech, loop):
     assert "! the audio is empty" in text  # an empty recording is reported, not fatal
     assert "typed: typed 'next'" in text and "#2" in text
     assert recorder.utterances == []
+
+
+# -- stop while a pick is detecting ------------------------------------------------------------
+
+HOLD_S = 10.0
+"""How long the blocking detector waits for a stop before giving up (the test then fails)."""
+
+
+class BlockingDetector(GroundTruthDetector):
+    """Holds every detection until the loop reports STOPPED (a slow model on a busy machine)."""
+
+    def __init__(self, camera: SyntheticCamera) -> None:
+        super().__init__(camera)
+        self.started = threading.Event()
+        self.released = threading.Event()
+        self.released_by_stop: bool | None = None
+
+    def on_change(self, change) -> None:
+        if change.state == LoopState.STOPPED.value:
+            self.released.set()
+
+    def detect(self, rgb: np.ndarray, command: str) -> Detection:
+        self.started.set()
+        self.released_by_stop = self.released.wait(HOLD_S)
+        return super().detect(rgb, command)
+
+
+@pytest.fixture
+def detecting_loop():
+    """A dry-run loop whose detector blocks until stopped."""
+    camera = SyntheticCamera(SEED, SCENE)
+    camera.connect()
+    detector = BlockingDetector(camera)
+    safety = SafetyConfig(watchdog_timeout_s=30.0)
+    with PickLoop(camera, detector, calibration(camera), safety=safety) as loop:
+        loop.add_listener(detector.on_change)
+        yield loop
+
+
+def test_spoken_stop_interrupts_a_detection_in_a_stream(transcriber, speech, detecting_loop):
+    loop, detector = detecting_loop, detecting_loop.detector
+    pause = np.zeros(RATE, np.int16)
+
+    def blocks():
+        for part in (pause, speech["pick"], pause):
+            yield from (part[i : i + 480] for i in range(0, part.size, 480))
+        assert detector.started.wait(WAIT_S), "the pick never reached the detector"
+        for part in (speech["stop_robot"], pause):
+            yield from (part[i : i + 480] for i in range(0, part.size, 480))
+
+    out = io.StringIO()
+    heard = run_wake_word(Listener(transcriber, loop), blocks(), RATE, out=out)
+    assert detector.released_by_stop, (
+        f"stop was not run until the detection ended: {out.getvalue()}"
+    )
+    # stop finished first, in the listening thread; the pick then ended as stopped
+    assert [h.intent.kind for h in heard] == [IntentKind.STOP, IntentKind.PICK]
+    assert heard[0].reply.ok and not heard[1].reply.ok
+    assert "stopped by the operator" in heard[1].reply.message
+    assert loop.state is LoopState.STOPPED and loop.last_report.outcome == "stopped"
+
+
+class Keys:
+    """Console input that types each line only once ``ready`` (a callable) says so."""
+
+    def __init__(self, *lines: tuple[str, object]) -> None:
+        self.lines = list(lines)
+
+    def readline(self) -> str:
+        if not self.lines:
+            return ""
+        line, ready = self.lines.pop(0)
+        if ready is not None:
+            assert ready(), f"gave up waiting to type {line!r}"
+        return line
+
+
+def test_push_to_talk_stop_drops_queued_commands(transcriber, speech, detecting_loop):
+    loop, detector = detecting_loop, detecting_loop.detector
+    started = lambda: detector.started.wait(WAIT_S)  # noqa: E731
+    keys = Keys(("\n", None), ("\n", None), ("next\n", started), ("stop\n", None), ("quit\n", None))
+    out = io.StringIO()
+    assert (
+        run_push_to_talk(Listener(transcriber, loop), WavRecorder([speech["pick"]]), keys, out) == 0
+    )
+    assert detector.released_by_stop, "stop was not run until the detection ended"
+    text = out.getvalue()
+    dropped = "typed: typed 'next'\n  (ignored: dropped: stop was heard before it ran)"
+    assert dropped in text
+    assert text.index("typed: typed 'stop'") < text.index("mic: heard 'pick up the red mug'")
+    assert loop.state is LoopState.STOPPED and loop.detector.commands == [TARGET]
 
 
 # -- stop during a motion on the simulated devices ----------------------------------------------

@@ -25,6 +25,9 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.websockets import WebSocketDisconnect
 
 from langgrasp.calibration.io import save_calibration
 from langgrasp.datasets.synthetic import SceneConfig
@@ -37,7 +40,10 @@ from langgrasp.runtime.pick import PickLoop, build_loop
 from langgrasp.runtime.sim.arm import ArmSim
 from langgrasp.runtime.sim.robotiq import RobotiqSim
 from langgrasp.runtime.web.app import create_app
+from langgrasp.runtime.web.bridge import LoopBridge
 from langgrasp.runtime.web.commands import register_cli
+from langgrasp.runtime.web.errors import http_error_response
+from langgrasp.runtime.web.events import EventHub
 from langgrasp.runtime.web.server import WebServer
 from langgrasp.runtime.web.settings import MAX_COMMAND_CHARS, WebSettings
 
@@ -202,6 +208,9 @@ def test_command_confirm_next_and_a_whole_pick(rig):
         states = api.get("/api/audit", params={"event": "state"}).json()["records"]
         assert states and all(r["event"] == "state" for r in states)
         assert api.post("/api/command", json={"text": "status"}).json()["ok"]
+        tagged = api.get("/api/audit", params={"event": "http_command"}).json()["records"]
+        assert [r["text"] for r in tagged][:2] == ["um, pick up the bar please", "next"]
+        assert all(r["source"] == "http" for r in tagged)
 
 
 def test_busy_robot_answers_409_and_stop_writes_the_arm_stop_register(slow_rig):
@@ -288,9 +297,14 @@ def test_live_view_off_and_camera_failures_are_json(rig):
          413, "too_large", "larger than 16384 bytes"),
         ({"content": (c for c in [b'{"text": "', b"x" * 20_000, b'"}']),
           "headers": {"content-type": "application/json"}}, 413, "too_large", "larger than"),
+        ({"content": b'{"text": "\xff\xfe"}', "headers": {"content-type": "application/json"}},
+         400, "bad_request", "UTF-8 JSON object"),
+        ({"content": b'{"text": "status"}',
+          "headers": {"content-type": "application/json", "content-length": "-1"}},
+         400, "bad_request", "Content-Length"),
     ],
     ids=["malformed", "type", "unknown-field", "empty", "too-long", "not-object", "no-body",
-         "text-plain", "oversized", "oversized-chunked"],
+         "text-plain", "oversized", "oversized-chunked", "not-utf8", "negative-length"],
 )  # fmt: skip
 def test_bad_command_requests_get_json_errors(rig, kwargs, status, error, needle):
     with client(rig.loop) as api:
@@ -308,7 +322,7 @@ def test_routing_errors_and_internal_errors_are_json(rig, monkeypatch):
             (api.get("/api/stop"), 405, "method_not_allowed"),
             (api.get("/api/audit", params={"n": 0}), 422, "validation_error"),
             (api.get("/api/audit", params={"event": "../etc"}), 422, "validation_error"),
-            (api.get("/static/../app.py"), 404, "not_found"),
+            (api.get("/static/%2e%2e/app.py"), 404, "not_found"),  # httpx keeps %2e as is
         ]
         for response, status, error in cases:
             assert response.status_code == status, response.text
@@ -320,7 +334,17 @@ def test_routing_errors_and_internal_errors_are_json(rig, monkeypatch):
         response = api.get("/api/state")
     assert response.status_code == 500
     body = response.json()
-    assert body["error"] == "internal_error" and "ZeroDivisionError" in body["detail"]
+    assert body["error"] == "internal_error" and "GET /api/state" in body["detail"]
+    assert "ZeroDivision" not in body["detail"] and "division" not in body["detail"]
+
+
+def test_http_errors_outside_the_standard_statuses_keep_their_shape():
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "query_string": b""}
+    for status, error in ((418, "i'm_a_teapot"), (599, "error")):  # 599: not in HTTPStatus
+        exc = StarletteHTTPException(status, detail="odd")
+        response = http_error_response(Request(scope), exc)
+        assert response.status_code == status
+        assert json.loads(response.body) == {"error": error, "detail": "odd"}
 
 
 def test_openapi_schema_lists_the_endpoints(rig):
@@ -376,6 +400,21 @@ def test_loopback_without_token_guards_host_and_origin(rig):
         assert response.status_code == 403 and response.json()["error"] == "cross_origin"
         assert rig.arm.stops == 0
         assert api.post("/api/stop", headers={"origin": LOCAL}).status_code == 200
+        assert api.post("/api/stop", headers={"origin": f"{LOCAL}:80"}).status_code == 200
+        for other in ("https://127.0.0.1", "http://127.0.0.1:8080", "null", "http://[::1"):
+            response = api.post("/api/stop", headers={"origin": other})
+            assert response.status_code == 403, other
+        # pictures and streams: never for another site's page, never embeddable elsewhere
+        live = api.get("/api/live")
+        assert live.headers["cross-origin-resource-policy"] == "same-origin"
+        assert api.get("/api/live", headers={"sec-fetch-site": "same-origin"}).status_code == 200
+        for site in ("cross-site", "same-site"):
+            for path in ("/api/live", "/api/overlay", "/api/stream.mjpg", "/api/events"):
+                response = api.get(path, headers={"sec-fetch-site": site})
+                assert response.status_code == 403 and response.json()["error"] == "cross_site"
+        with pytest.raises(WebSocketDisconnect) as closed, api.websocket_connect("/api/events"):
+            pass
+        assert closed.value.code == 1008
     rebinding = TestClient(
         create_app(rig.loop, WebSettings(port=0)), base_url="http://evil.example"
     )
@@ -402,6 +441,12 @@ def test_token_is_required_and_stop_is_never_queued(slow_rig, caplog):
             assert rig.arm.stops == 0
             assert http.get("/").status_code == 200  # the page itself asks for the token
             assert http.get("/api/state", headers={"X-Langgrasp-Token": TOKEN}).status_code == 200
+            # an authenticated client is not a page from elsewhere: its Origin does not matter
+            foreign = {**bearer, "Origin": "http://console.example:9000"}
+            assert http.post("/api/command", json={"text": "status"}, headers=foreign).is_success
+            assert (
+                http.post("/api/stop", headers={"Origin": "http://evil.example"}).status_code == 401
+            )
 
             # A pick holds the only worker thread; a state request queues behind it.
             results: dict[str, httpx.Response] = {}
@@ -418,17 +463,87 @@ def test_token_is_required_and_stop_is_never_queued(slow_rig, caplog):
             pick = call("pick", "POST", "/api/command", json={"text": "pick the bar"})
             assert rig.detector.entered.wait(WAIT_S)
             state = call("state", "GET", "/api/state")
-            time.sleep(0.1)  # let the state request reach the server and queue
+            home = call("home", "POST", "/api/home")  # sent before the stop, queued
+            time.sleep(0.1)  # let both requests reach the server and queue
             stop = http.post("/api/stop", headers=bearer)
             assert stop.status_code == 200 and stop.json()["state"] == "stopped"
             assert pick.is_alive() and state.is_alive()  # both still waiting: stop did not
             assert rig.arm.stops >= 1  # the arm stop register was written
             rig.detector.gate.set()
-            pick.join(WAIT_S)
-            state.join(WAIT_S)
+            for thread in (pick, state, home):
+                thread.join(WAIT_S)
     assert not results["pick"].json()["ok"]  # the stop ended the pick before anything moved
     assert results["state"].status_code == 200
-    assert rig.arm.targets == []
+    # the home sent before the stop does not run after it
+    assert results["home"].status_code == 409, results["home"].text
+    assert results["home"].json()["error"] == "stopped_after"
+    assert rig.arm.targets == [] and rig.arm.state.name != "MOVING"
+    assert rig.loop.state.value == "stopped"  # a home would have changed it
+
+
+def test_a_slow_stop_does_not_hold_up_the_server(rig, monkeypatch):
+    gate, entered = threading.Event(), threading.Event()
+    stop = rig.loop.stop
+
+    def gated_stop():
+        entered.set()
+        assert gate.wait(WAIT_S)
+        return stop()
+
+    monkeypatch.setattr(rig.loop, "stop", gated_stop)  # a device that answers late
+    with WebServer(rig.loop, WebSettings(port=0)) as server:
+        replies: dict[str, httpx.Response] = {}
+
+        def send_stop() -> None:
+            with httpx.Client(base_url=server.url, timeout=WAIT_S) as other:
+                replies["stop"] = other.post("/api/stop")
+
+        stopper = threading.Thread(target=send_stop)
+        stopper.start()
+        try:
+            assert entered.wait(WAIT_S)
+            with httpx.Client(base_url=server.url, timeout=WAIT_S) as http:
+                # answered while the stop still waits on the device (it would hang otherwise)
+                assert http.get("/api/audit", params={"n": 1}).status_code == 200
+                assert http.get("/").status_code == 200
+                assert stopper.is_alive()
+        finally:
+            gate.set()
+            stopper.join(WAIT_S)
+    assert replies["stop"].json()["state"] == "stopped"
+
+
+class RecordingHub(EventHub):
+    """Keeps what is published instead of sending it."""
+
+    def __init__(self) -> None:
+        super().__init__(8, 1.0)
+        self.published: list[tuple[str, dict]] = []
+
+    def publish(self, event: str, data: dict) -> None:
+        self.published.append((event, data))
+
+
+def test_the_detection_event_is_published_even_when_a_reader_looks_first(rig, monkeypatch):
+    hub = RecordingHub()
+    bridge = LoopBridge(rig.loop, WebSettings(port=0), hub)
+    bridge.attach()
+    record = rig.loop.audit.record
+    readings: list[int] = []
+
+    def record_and_read(event: str, **fields):
+        if event == "detection":  # a GET /api/state at the worst moment
+            readings.append(bridge.state()["detection_id"])
+        return record(event, **fields)
+
+    monkeypatch.setattr(rig.loop.audit, "record", record_and_read)
+    try:
+        assert rig.loop.command("pick the bar").ok
+    finally:
+        bridge.detach()
+    detections = [data for event, data in hub.published if event == "detection"]
+    assert readings and [d["detection_id"] for d in detections] == [1]
+    assert bridge.detection_id() == 1 and detections[0]["grasps"] == 5
 
 
 # -- streams on a real server -------------------------------------------------------------------

@@ -48,7 +48,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SEED = 1  # the scene `langgrasp demo` picks (the demo bundle finds its target)
+SEED = 4  # the scene `langgrasp demo` picks (the demo bundle finds its target)
 SLOW_M_S = 0.05  # the simulated arm needs seconds per move, so Escape lands during one
 VIEWPORT = {"width": 1280, "height": 860}
 WAIT_MS = 20_000  # generous limit for waits in the page (never a timing assertion)
@@ -179,3 +179,24 @@ def test_console_sends_the_token_from_the_url_fragment(robot, browser):
         page.wait_for_selector("#loop-state.stopped")
     assert loop.state is LoopState.STOPPED
     assert errors == [], errors
+
+
+def test_a_malformed_token_leaves_stop_working_and_a_failed_stop_is_shown(robot, browser):
+    loop, _ = robot
+    page, errors = browser
+    with WebServer(loop, WebSettings(port=0)) as server:
+        page.goto(f"{server.url}#token=%E0%A4%A")  # not valid percent-encoded UTF-8
+        page.wait_for_function(
+            "() => document.getElementById('reply').textContent.includes('could not be read')"
+        )
+        assert page.evaluate("location.hash") == ""
+        page.click("#stop")
+        page.wait_for_selector("#loop-state.stopped")
+        assert loop.state is LoopState.STOPPED
+        page.wait_for_selector("#conn.on")  # the rest of the page runs too
+        assert errors == [], errors
+    # The server is gone: the stop cannot be delivered and the page says so.
+    page.keyboard.press("Escape")
+    page.wait_for_function(
+        "() => document.getElementById('reply').textContent.startsWith('STOP FAILED')"
+    )

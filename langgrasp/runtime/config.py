@@ -304,7 +304,7 @@ def robot_config_from_dict(data: dict[str, Any], source: Path | None = None) -> 
     if "camera" not in data:
         raise RobotConfigError(f"{name}: missing the [camera] table (the frame source)")
     ctx = _Context(name, folder)
-    return RobotConfig(
+    config = RobotConfig(
         source=source,
         camera=_foreign(ctx, data, "camera"),
         bundle=_parse(ctx, data, "bundle", BundleConfig, paths=("path",)),
@@ -318,6 +318,20 @@ def robot_config_from_dict(data: dict[str, Any], source: Path | None = None) -> 
         loop=_parse(ctx, data, "loop", LoopConfig, default=True),
         audit=_parse(ctx, data, "audit", AuditConfig, default=True, paths=("path",)),
     )
+    _check_speeds(ctx, config.motion, config.safety)
+    return config
+
+
+def _check_speeds(ctx: _Context, motion: MotionConfig, safety: SafetyConfig) -> None:
+    """Refuse motion speeds the safety layer would refuse on every move (after pre-opening)."""
+    for key in ("travel_speed", "approach_speed"):
+        speed = getattr(motion, key)
+        if speed > safety.max_speed:
+            raise RobotConfigError(
+                f"{ctx.where('motion', key)} ({speed}) is above [safety] max_speed "
+                f"({safety.max_speed}): every move at that speed would be refused; lower "
+                f"{key} or raise max_speed"
+            )
 
 
 @dataclass(frozen=True)
@@ -342,6 +356,7 @@ def _foreign(ctx: _Context, data: dict[str, Any], table: str) -> Any:
     if table not in data:
         return None
     where = ctx.where(table)
+    _require_finite(data[table], where)
     try:
         if table == "camera":
             from langgrasp.runtime.cameras import CameraConfig
@@ -359,6 +374,21 @@ def _foreign(ctx: _Context, data: dict[str, Any], table: str) -> Any:
         if ctx.name not in message:
             message = f"{where}: {message}"
         raise RobotConfigError(message) from err
+
+
+def _require_finite(value: Any, where: str, key: str = "") -> None:
+    """Refuse ``inf`` / ``nan`` anywhere in a table parsed by a backend (camera, gripper, arm).
+
+    TOML allows them, and the backends' own checks (``x > 0``, ``a <= x <= b``) let some through.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RobotConfigError(f"{where} {key} must be a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _require_finite(item, where, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _require_finite(item, where, f"{key}[{i}]")
 
 
 def _parse(

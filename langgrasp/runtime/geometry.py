@@ -40,6 +40,11 @@ grasp; a steeper axis (camera looking sideways at a vertical face) has no meanin
 MM_PER_M = 1000.0
 """Millimetres per metre, to recognise a depth image in millimetres."""
 
+MAX_GRASP_DEPTH_OFFSET_M = 0.1
+"""Largest ``grasp_depth_offset_m``, metres. A design bound, not a device figure: the Robotiq
+fingers (``robotiq.MODELS``) reach only a few centimetres below the palm, so a deeper offset would
+drive the palm into the object or the table; 0.1 m leaves margin for longer custom fingers."""
+
 
 class GraspGeometryError(LanggraspError):
     """A grasp that cannot be turned into a robot pose; the message gives the reason."""
@@ -54,13 +59,14 @@ class GraspGeometryConfig:
             grasp depth. Low values pick the nearest surface (the object's top); 50 = median.
         center_fraction: Fraction of the opening width, around the centre, where depth is
             sampled (the jaws close on the object in the middle; the ends see the table).
-        min_valid_pixels: Fewest valid depth pixels needed in that region.
-        min_valid_fraction: Smallest fraction of that region with valid depth.
+        min_valid_pixels: Fewest valid depth pixels needed in that region, >= 1.
+        min_valid_fraction: Smallest fraction of that region with valid depth, [0, 1].
         min_depth_m: Depths below this are invalid (RealSense minimum range is ~0.1-0.3 m).
         max_depth_m: Depths above this are invalid (beyond the work cell).
-        pregrasp_height_m: Height of the pre-grasp pose above the grasp, along base +z.
+        pregrasp_height_m: Height of the pre-grasp pose above the grasp, along base +z, >= 0.
         grasp_depth_offset_m: Moves the grasp point this far along the approach (down) from the
-            measured surface, so the fingers close around the object rather than at its top.
+            measured surface, so the fingers close around the object rather than at its top;
+            within [0, ``MAX_GRASP_DEPTH_OFFSET_M``] (a negative offset closes in the air).
     """
 
     depth_percentile: float = 25.0
@@ -73,12 +79,50 @@ class GraspGeometryConfig:
     grasp_depth_offset_m: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in (
+            "depth_percentile",
+            "center_fraction",
+            "min_valid_fraction",
+            "min_depth_m",
+            "max_depth_m",
+            "pregrasp_height_m",
+            "grasp_depth_offset_m",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise InputError(f"{name} must be a finite number, got {value}")
         if not 0 <= self.depth_percentile <= 100:
             raise InputError("depth_percentile must be within 0-100")
         if not 0 < self.center_fraction <= 1:
             raise InputError("center_fraction must be within (0, 1]")
         if not 0 <= self.min_depth_m < self.max_depth_m:
             raise InputError("need 0 <= min_depth_m < max_depth_m")
+        if (
+            isinstance(self.min_valid_pixels, bool)
+            or not isinstance(self.min_valid_pixels, int)
+            or self.min_valid_pixels < 1
+        ):
+            raise InputError(
+                f"min_valid_pixels must be an integer >= 1 (a depth needs at least one valid "
+                f"pixel), got {self.min_valid_pixels!r}"
+            )
+        if not 0 <= self.min_valid_fraction <= 1:
+            raise InputError(
+                f"min_valid_fraction must be within [0, 1], got {self.min_valid_fraction}"
+            )
+        if self.pregrasp_height_m < 0:
+            raise InputError(
+                f"pregrasp_height_m must be >= 0 metres (the pre-grasp is above the grasp), "
+                f"got {self.pregrasp_height_m}"
+            )
+        if not 0 <= self.grasp_depth_offset_m <= MAX_GRASP_DEPTH_OFFSET_M:
+            raise InputError(
+                f"grasp_depth_offset_m must be within [0, {MAX_GRASP_DEPTH_OFFSET_M}] metres "
+                f"(how far below the measured top the fingers close), "
+                f"got {self.grasp_depth_offset_m}"
+            )
 
 
 @dataclass(frozen=True)

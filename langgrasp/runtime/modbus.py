@@ -12,8 +12,10 @@ keyword arguments after the address and ``device_id=`` (pymodbus >= 3.10).
 
 Errors: a lost connection or a missing answer raises ``DeviceDisconnectedError`` or
 ``DeviceTimeoutError`` (the link is then marked disconnected; ``reconnect`` retries with
-exponential backoff); a Modbus exception response raises ``DeviceError`` naming the code.
-Every write, and optionally every read, is reported to ``on_io`` for the audit log.
+exponential backoff); a Modbus exception response, any other pymodbus error and a short answer
+raise ``DeviceError`` naming what was wrong. Every write, and optionally every read, is reported to
+``on_io`` for the audit log *after* it was sent (with ``ok`` and ``error``), so a slow or failing
+audit log never delays or blocks a write such as a stop command.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ MODBUS_EXCEPTIONS = {
 
 MAX_REGISTERS_PER_READ = 125  # Modbus spec: FC03/FC04 quantity 1-125
 MAX_REGISTERS_PER_WRITE = 123  # Modbus spec: FC16 quantity 1-123
+DEVICE_ID_MIN, DEVICE_ID_MAX = 1, 247
+"""Valid unit addresses (Modbus over Serial Line V1.02, 2.2); 0 is broadcast: nobody answers."""
+TCP_DIRECT_UNIT_ID = 255
+"""Unit id 0xFF addresses the TCP server itself (Modbus Messaging on TCP/IP Implementation Guide
+V1.0b, 4.4.2); common for UR controllers, valid on ``tcp`` only."""
 
 IoHook = Callable[[dict[str, Any]], None]
 
@@ -66,7 +73,8 @@ class ModbusConfig:
         port: TCP port: 502 for Modbus TCP, 54321 for the UR RS485 URCap tunnel.
         serial_port: Serial device (``rtu``), e.g. ``/dev/ttyUSB0``.
         baudrate: Serial speed (``rtu``); Robotiq grippers use 115200 8N1.
-        device_id: Modbus unit / device id (Robotiq: 9; UR controller: any, 255 is common).
+        device_id: Modbus unit / device id, 1-247 (Robotiq: 9; UR controller: any; 255 is also
+            accepted on ``tcp``). 0 is broadcast and is refused: nothing would answer.
         timeout_s: Seconds to wait for one answer.
         retries: Extra attempts of a request that got no answer, before giving up.
         reconnect_first_s: First pause between reconnection attempts; doubles each attempt.
@@ -91,8 +99,16 @@ class ModbusConfig:
             )
         if not 0 < self.port < 65536:
             raise InputError(f"Modbus port must be 1-65535, got {self.port}")
-        if not 0 <= self.device_id <= 255:
-            raise InputError(f"Modbus device_id must be 0-255, got {self.device_id}")
+        tcp_direct = self.transport == "tcp" and self.device_id == TCP_DIRECT_UNIT_ID
+        if (
+            isinstance(self.device_id, bool)
+            or not isinstance(self.device_id, int)
+            or not (DEVICE_ID_MIN <= self.device_id <= DEVICE_ID_MAX or tcp_direct)
+        ):
+            raise InputError(
+                f"Modbus device_id must be {DEVICE_ID_MIN}-{DEVICE_ID_MAX} (255 also on tcp), got "
+                f"{self.device_id!r}; 0 is broadcast and never answers (Robotiq: 9, UR: 1)"
+            )
         if self.timeout_s <= 0 or self.retries < 0:
             raise InputError("Modbus timeout_s must be > 0 and retries >= 0")
         if not 0 < self.reconnect_first_s <= self.reconnect_max_s:
@@ -184,31 +200,57 @@ class ModbusLink:
         response = self._request(
             "read", address, lambda c: c.read_holding_registers(address, count=count, **self._id())
         )
-        registers = list(response.registers)
+        registers = list(getattr(response, "registers", None) or [])
+        if len(registers) < count:
+            raise DeviceError(
+                f"{self.name}: {self.config.describe()} answered {len(registers)} register(s) "
+                f"to a read of {count} at register {address}; check the register map and unit id"
+            )
+        registers = registers[:count]
         if self.audit_reads:
             self._report("read", address, registers)
         return registers
 
     def write(self, address: int, values: Sequence[int]) -> None:
-        """Write holding registers (FC16) from ``address``; values must be 0-65535."""
+        """Write holding registers (FC16) from ``address``; values must be 0-65535.
+
+        The write is sent first and reported to ``on_io`` afterwards (``ok`` and, on failure,
+        ``error``): a stop command never waits on the audit log, and a failing audit log (full
+        disk) only logs a warning.
+        """
         values = [int(v) for v in values]
         if not 1 <= len(values) <= MAX_REGISTERS_PER_WRITE:
             raise InputError(f"can write 1-{MAX_REGISTERS_PER_WRITE} registers, got {len(values)}")
         bad = [v for v in values if not 0 <= v <= 0xFFFF]
         if bad:
             raise InputError(f"register values must be 0-65535, got {bad[:3]}")
-        self._report("write", address, values)
-        self._request("write", address, lambda c: c.write_registers(address, values, **self._id()))
+        try:
+            self._request(
+                "write", address, lambda c: c.write_registers(address, values, **self._id())
+            )
+        except Exception as err:
+            self._report("write", address, values, ok=False, error=str(err))
+            raise
+        self._report("write", address, values, ok=True)
 
     def _id(self) -> dict[str, int]:
         return {"device_id": self.config.device_id}
 
-    def _report(self, op: str, address: int, values: list[int]) -> None:
-        if self.on_io is not None:
-            self.on_io({"device": self.name, "op": op, "address": address, "values": values})
+    def _report(self, op: str, address: int, values: list[int], **extra: Any) -> None:
+        """Tell ``on_io``; its failure (e.g. a full disk under the audit log) is only logged."""
+        if self.on_io is None:
+            return
+        try:
+            self.on_io(
+                {"device": self.name, "op": op, "address": address, "values": values, **extra}
+            )
+        except Exception as err:  # the audit must never prevent or fail a device write
+            log.warning(
+                "%s: could not record the %s at register %d: %s", self.name, op, address, err
+            )
 
     def _request(self, op: str, address: int, call: Callable[[Any], Any]) -> Any:
-        from pymodbus.exceptions import ConnectionException, ModbusIOException
+        from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
         with self._lock:
             if not self._connected or self._client is None:
@@ -230,6 +272,17 @@ class ModbusLink:
                     f"{self.name}: connection to {self.config.describe()} lost "
                     f"({op} at register {address})"
                 ) from exc
+            except ModbusException as exc:  # any other pymodbus error: a garbled or odd answer
+                self._mark_lost()  # the stream may be out of step; start on a fresh connection
+                raise DeviceError(
+                    f"{self.name}: bad answer from {self.config.describe()} ({op} at register "
+                    f"{address}): {exc}; the link will reconnect; check the transport and unit id"
+                ) from exc
+        if response is None or not hasattr(response, "isError"):
+            raise DeviceError(
+                f"{self.name}: no usable answer from {self.config.describe()} ({op} at register "
+                f"{address}); check the transport and unit id"
+            )
         if response.isError():
             code = getattr(response, "exception_code", 0)
             meaning = MODBUS_EXCEPTIONS.get(code, "unknown exception")

@@ -47,6 +47,7 @@ from langgrasp.runtime.devices import (
     DeviceTimeoutError,
 )
 from langgrasp.runtime.modbus import IoHook, ModbusConfig, ModbusLink, from_signed16, to_signed16
+from langgrasp.runtime.robotiq import modbus_config_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,13 @@ RIGID_TOLERANCE = 1e-4
 rigid transform; tighter than the 1 mrad register resolution."""
 SMALL_ANGLE_RAD = 1e-9
 """Below this rotation angle the rotation-vector formulas use their first-order forms."""
+MAX_POSITION_UNIT_M = 1e-3
+"""Coarsest position scale accepted (1 mm per count): coarser would move the tool far from the
+gate-checked target."""
+MAX_ROTATION_UNIT_RAD = 1e-2
+"""Coarsest rotation scale accepted (10 mrad per count, about 0.6 degrees)."""
+ROUND_TRIP_SLACK = 1e-9
+"""Floating-point slack on the one-count round-trip check of ``quantize_pose``."""
 
 
 class ArmCommand(IntEnum):
@@ -298,8 +306,21 @@ class RegisterMap:
             or self.readback < 0
         ):
             raise InputError(f"register readback must be an address or None, got {self.readback}")
-        if not (self.position_unit_m > 0 and self.rotation_unit_rad > 0):
-            raise InputError("position_unit_m and rotation_unit_rad must be > 0")
+        for name, limit in (
+            ("position_unit_m", MAX_POSITION_UNIT_M),
+            ("rotation_unit_rad", MAX_ROTATION_UNIT_RAD),
+        ):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or not 0 < value <= limit
+            ):
+                raise InputError(
+                    f"register {name} must be a finite number in (0, {limit:g}] per count, got "
+                    f"{value!r} (UR: {POSITION_UNIT_M:g} m and {ROTATION_UNIT_RAD:g} rad)"
+                )
         used = self.addresses()
         if self.register_numbers()[-1] > 0xFFFF:
             raise InputError(f"register addresses must be <= 65535, got {used}")
@@ -386,6 +407,38 @@ def decode_pose(registers: Sequence[int], register_map: RegisterMap = UR_PROFILE
     return vector_to_pose([s * u for s, u in zip(signed, units, strict=True)])
 
 
+def quantize_pose(T_base_ee: np.ndarray, register_map: RegisterMap = UR_PROFILE) -> np.ndarray:  # noqa: N803
+    """The pose the controller will actually receive: ``decode_pose(encode_pose(T))``.
+
+    Checks the round trip: each position within one count of the request, and the rotation
+    within one count per component (the exponential map is 1-Lipschitz, so that bounds the
+    rotation angle between the two by ``sqrt(3)`` counts).
+
+    Args:
+        T_base_ee: ``(4, 4)`` rigid transform, metres.
+        register_map: Supplies the scales.
+
+    Returns:
+        ``(4, 4)`` decoded target, metres; gate-check this one, it is what gets sent.
+
+    Raises:
+        InputError: cannot be encoded, or the decoded pose is more than one count away.
+    """
+    wanted = check_rigid_transform(T_base_ee, "target pose")
+    sent = decode_pose(encode_pose(wanted, register_map), register_map)
+    position_error = float(np.abs(sent[:3, 3] - wanted[:3, 3]).max())
+    rotation_error = float(np.linalg.norm(matrix_to_rotvec(wanted[:3, :3].T @ sent[:3, :3])))
+    position_limit = register_map.position_unit_m + ROUND_TRIP_SLACK
+    rotation_limit = math.sqrt(3.0) * register_map.rotation_unit_rad + ROUND_TRIP_SLACK
+    if not (position_error <= position_limit and rotation_error <= rotation_limit):
+        raise InputError(
+            f"target pose does not survive the register encoding (position off by "
+            f"{position_error:.4g} m, rotation by {rotation_error:.4g} rad; at most one count "
+            "allowed); check position_unit_m / rotation_unit_rad; nothing was sent"
+        )
+    return sent
+
+
 def speed_register(speed: float) -> int:
     """Speed fraction (0, 1] -> per-mille register value 1-1000."""
     return min(SPEED_FULL_SCALE, max(1, round(speed * SPEED_FULL_SCALE)))
@@ -446,9 +499,11 @@ class ModbusArmConfig:
             )
         try:
             registers = _register_map(PROFILES[profile], data.pop("registers", {}))
-            modbus_table = dict(_table(data.pop("modbus", {}), "modbus"))
-            _reject_unknown(modbus_table, _scalar_fields(ModbusConfig), "modbus")
-            modbus = ModbusConfig(**{"port": UR_MODBUS_PORT, **modbus_table})
+            modbus = modbus_config_from_dict(
+                _table(data.pop("modbus", {}), "modbus"),
+                "modbus",
+                ModbusConfig(port=UR_MODBUS_PORT),
+            )
             for key, value in data.items():
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise InputError(f"{key} must be a number, got {value!r}")
@@ -487,12 +542,28 @@ def _register_map(profile: RegisterMap, overrides: Any) -> RegisterMap:
 # The backend
 
 
+@dataclass(frozen=True)
+class ModbusArmStatus(ArmStatus):
+    """``ArmStatus`` plus the raw controller state, which tells done from idle.
+
+    Attributes:
+        controller_state: The state register (``ControllerState`` value; unknown values kept).
+    """
+
+    controller_state: int = -1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with ``controller_state`` as a name."""
+        return {**super().to_dict(), "controller_state": _state_name(self.controller_state)}
+
+
 class ModbusArm(Arm):
     """``Arm`` over the register protocol (see the module docstring and docs/arm_protocol.md).
 
     Thread-safe: ``stop`` may be called from any thread, also while another thread waits in
-    ``move_to`` or ``home``; that call then raises ``DeviceError``. Every write is reported to
-    ``on_io`` (e.g. ``AuditLog.device_io``).
+    ``move_to`` or ``home``; that call then raises ``DeviceError``. ``stop`` on a link marked
+    lost (e.g. after one missing answer) reconnects once and still sends the stop. Every write
+    is reported to ``on_io`` (e.g. ``AuditLog.device_io``).
     """
 
     name = "arm"
@@ -504,7 +575,8 @@ class ModbusArm(Arm):
         self._sequence = 0
         self._command_lock = threading.Lock()  # orders a command's writes against stop()
         self._motion_lock = threading.Lock()  # one move_to / home at a time
-        self._stop_event = threading.Event()
+        self._stop_event = threading.Event()  # wakes waiting loops; decisions use the count
+        self._stops = 0  # stop commands requested so far (under _command_lock)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -517,12 +589,36 @@ class ModbusArm(Arm):
         """
         self.link.connect()
         self._sequence = self.link.read(self.map.address("sequence"), 1)[0]
-        self._read_status_registers()
+        self._stop_if_moving()
 
     def reconnect(self, attempts: int = 5) -> None:
-        """Reconnect with backoff (``ModbusLink.reconnect``) and re-read the sequence register."""
+        """Reconnect with backoff (``ModbusLink.reconnect``) and re-read the sequence register.
+
+        Raises:
+            DeviceError: unreachable, or the arm still moves after the stop sent on connecting.
+        """
         self.link.reconnect(attempts)
         self._sequence = self.link.read(self.map.address("sequence"), 1)[0]
+        self._stop_if_moving()
+
+    def _stop_if_moving(self) -> None:
+        """A motion from before the link came up (lost link, earlier run) is stopped first.
+
+        Raises:
+            DeviceError: still moving ``ack_timeout_s`` after the stop command.
+        """
+        if self._read_status_registers()["state"] != ControllerState.MOVING:
+            return
+        log.warning("arm: the controller reports a motion on connecting; sending a stop")
+        self.stop()
+        deadline = time.monotonic() + self.config.ack_timeout_s
+        while self._read_status_registers()["state"] == ControllerState.MOVING:
+            if time.monotonic() > deadline:
+                raise DeviceError(
+                    f"arm: still moving {self.config.ack_timeout_s} s after the stop sent on "
+                    "connecting; use the emergency stop and check the controller program"
+                )
+            time.sleep(self.config.poll_interval_s)
 
     def disconnect(self) -> None:
         """Close the link; safe to call twice."""
@@ -551,7 +647,7 @@ class ModbusArm(Arm):
             DeviceError: stopped by ``stop`` or by the controller before arriving.
             DeviceDisconnectedError: the connection was lost while moving.
         """
-        pose_registers = encode_pose(T_base_ee, self.map)
+        pose_registers = encode_pose(quantize_pose(T_base_ee, self.map), self.map)
         if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 < speed <= 1:
             raise InputError(f"arm speed must be a fraction in (0, 1], got {speed!r}")
         if speed > self.config.max_speed:
@@ -568,13 +664,29 @@ class ModbusArm(Arm):
     def stop(self) -> None:
         """Write the stop command at once; a waiting ``move_to`` / ``home`` raises ``DeviceError``.
 
+        A link marked lost (one missing answer is enough) is reconnected once first: a stop must
+        not depend on the last request having been answered.
+
         Raises:
             DeviceError: the stop command could not be written (link down): the arm may still be
                 moving; use the emergency stop.
         """
         with self._command_lock:
+            self._stops += 1
             self._stop_event.set()
+            if not self.link.connected:
+                log.warning("arm: link lost; reconnecting once to send the stop")
+                self.link.connect()
             self.link.write(self.map.address("command"), [int(ArmCommand.STOP)])
+
+    def arrived(self, status: ArmStatus, sequence: int) -> bool:
+        """True when ``status`` says the command ``sequence`` finished by arriving (state done).
+
+        Idle with the same ack is a restarted controller program (it acknowledges the old
+        sequence on start), not an arrival.
+        """
+        controller_state = getattr(status, "controller_state", -1)
+        return status.sequence == sequence and controller_state == ControllerState.DONE
 
     def status(self) -> ArmStatus:
         """Read state, acknowledged sequence, fault and (when mapped) the actual pose.
@@ -591,6 +703,10 @@ class ModbusArm(Arm):
             raw = raw + tuple(readback)
         return self._status(values, pose, raw)
 
+    def quantize(self, T_base_ee: np.ndarray) -> np.ndarray:  # noqa: N803
+        """The target the controller would receive (``quantize_pose``), for the safety gate."""
+        return quantize_pose(T_base_ee, self.map)
+
     # -- internals -------------------------------------------------------------------------
 
     def _run(
@@ -600,7 +716,10 @@ class ModbusArm(Arm):
             raise InputError(f"arm timeout_s must be > 0, got {timeout_s!r}")
         with self._motion_lock:
             with self._command_lock:
+                # Only the wake-up event is reset; a stop from now on raises the count, which the
+                # waits compare (a stop written before this point is the caller's to refuse).
                 self._stop_event.clear()
+                stops = self._stops
                 sequence = self._sequence % SEQUENCE_MODULUS + 1
                 self._write(writes)
                 self._write(
@@ -612,24 +731,25 @@ class ModbusArm(Arm):
                 self._sequence = sequence
             what = f"{command.name.lower()} (sequence {sequence})"
             try:
-                self._wait_for_ack(sequence, what, timeout_s)
+                self._wait_for_ack(sequence, what, timeout_s, stops)
                 if not wait:
                     return self.status()
-                self._wait_for_done(what, timeout_s)
+                self._wait_for_done(sequence, what, timeout_s, stops)
                 return self.status()
             except (DeviceDisconnectedError, DeviceTimeoutError) as err:
                 if self.link.connected:  # our own timeout: the link is fine
                     raise
+                stop_note = self._stop_quietly()  # reconnects once to send it
                 raise DeviceDisconnectedError(
-                    f"{err}; the {what} was interrupted and the arm may still be moving: check "
-                    "it before reconnecting"
+                    f"{err}; the {what} was interrupted and the arm may still be moving: "
+                    f"{stop_note}; check it before reconnecting"
                 ) from err
 
-    def _wait_for_ack(self, sequence: int, what: str, timeout_s: float) -> None:
+    def _wait_for_ack(self, sequence: int, what: str, timeout_s: float, stops: int) -> None:
         deadline = time.monotonic() + min(self.config.ack_timeout_s, timeout_s)
         while True:
             values = self._read_status_registers()
-            self._check_stop_requested(what)
+            self._check_stop_requested(what, stops)
             if values["ack"] == sequence:
                 self._check_outcome(values, what)
                 return
@@ -642,12 +762,12 @@ class ModbusArm(Arm):
                 )
             self._stop_event.wait(self.config.poll_interval_s)
 
-    def _wait_for_done(self, what: str, timeout_s: float) -> None:
+    def _wait_for_done(self, sequence: int, what: str, timeout_s: float, stops: int) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             values = self._read_status_registers()
-            self._check_stop_requested(what)
-            if values["state"] == ControllerState.DONE:
+            self._check_stop_requested(what, stops)
+            if values["state"] == ControllerState.DONE and values["ack"] == sequence:
                 return
             self._check_outcome(values, what)
             if time.monotonic() > deadline:
@@ -665,11 +785,17 @@ class ModbusArm(Arm):
             raise DeviceError(
                 f"arm: {what} was stopped by the controller before arriving; send a new target"
             )
-        if state not in (ControllerState.MOVING, ControllerState.IDLE, ControllerState.DONE):
+        if state == ControllerState.IDLE:  # the program writes moving before the ack
+            raise DeviceError(
+                f"arm: the controller reports idle during {what}: its program was restarted "
+                "(e.g. after a protective stop) and abandoned the motion; check the arm, then "
+                "send a new target"
+            )
+        if state not in (ControllerState.MOVING, ControllerState.DONE):
             raise DeviceFaultError(f"arm: {what} failed: {self._fault_message(values)}")
 
-    def _check_stop_requested(self, what: str) -> None:
-        if self._stop_event.is_set():
+    def _check_stop_requested(self, what: str, stops: int) -> None:
+        if self._stops != stops:
             raise DeviceError(f"arm: {what} stopped by a stop command before it finished")
 
     def _stop_quietly(self) -> str:
@@ -714,18 +840,21 @@ class ModbusArm(Arm):
         try:
             controller_state = ControllerState(state_code)
         except ValueError:
-            return ArmStatus(
+            return ModbusArmStatus(
                 ArmState.FAULT,
                 pose,
                 values["ack"],
                 f"unknown controller state {state_code}; check the register map and the "
                 "controller program version",
                 raw,
+                int(state_code),
             )
         message = controller_state.name.lower()
         if controller_state is ControllerState.FAULT:
             message = self._fault_message(values)
-        return ArmStatus(_TO_ARM_STATE[controller_state], pose, values["ack"], message, raw)
+        return ModbusArmStatus(
+            _TO_ARM_STATE[controller_state], pose, values["ack"], message, raw, int(state_code)
+        )
 
     @staticmethod
     def _fault_message(values: dict[str, int]) -> str:

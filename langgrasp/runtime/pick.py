@@ -66,6 +66,7 @@ from langgrasp.runtime.safety import (
     SafetyConfig,
     SafetyError,
     SafetyGate,
+    StopLatchedError,
     Watchdog,
 )
 
@@ -394,7 +395,9 @@ class PickLoop:
         self._gripper = GuardedGripper(gripper, self.gate, self.audit, self.execute)
         self._watchdog = Watchdog(self.safety.watchdog_timeout_s, self._watchdog_fired)
         self._lock = threading.RLock()
-        self._stop_event = threading.Event()
+        self._stop_event = threading.Event()  # set by stop and the watchdog; wakes waits
+        self._stop_generation = 0  # bumped by every stop, under _lock, before any device I/O
+        self._run_generation = 0  # the generation the running command started under
         self._camera_lock = threading.Lock()
         self._listeners: list[Callable[[StateChange], None]] = []
         self._state = LoopState.IDLE
@@ -472,8 +475,7 @@ class PickLoop:
             if self.busy:
                 return self._reply(False, f"busy ({self._state.value}); say stop first")
             self._detecting = True
-            self._stop_event.clear()
-            self._abort_reason = None
+            self._begin_command()
             report = PickReport(
                 text or target, target, detector_command(target), dry_run=not self.execute
             )
@@ -503,8 +505,7 @@ class PickLoop:
             report = self.last_report
             assert report is not None
             report.chosen = candidate
-            self._stop_event.clear()
-            self._abort_reason = None
+            self._begin_command()
             self._start_job("pick", lambda: self._run_pick(candidate, report), report)
         how = "auto-confirmed" if auto else "confirmed"
         dry = " (dry run: nothing is sent)" if not self.execute else ""
@@ -531,20 +532,29 @@ class PickLoop:
         return self._reply(True, f"offering {candidate.describe()}; say confirm, next or stop")
 
     def stop(self) -> Reply:
-        """Halt at once: arm stop and gripper stop, from any state and any thread."""
+        """Halt at once: arm stop and gripper stop, from any state and any thread.
+
+        The stopped state, a new stop generation and the devices' stop latches are set under
+        the loop lock before any device I/O, so a ``confirm`` (or a worker step) racing this
+        call either started before it, and is halted by it, or is refused.
+        """
+        what = "arm and gripper halted" if self.execute else "dry run: stop logged, nothing moved"
         with self._lock:
             moving = self._job is not None and self._job.is_alive()
-        self._stop_event.set()
-        self._watchdog.disarm()
-        self._arm.stop()
-        self._gripper.stop()
-        with self._lock:
+            self._stop_generation += 1
+            self._stop_event.set()
+            self._arm.latch_stop()
+            self._gripper.latch_stop()
+            self._offered = None  # a stale offer can never be confirmed
             report = self.last_report
             if report is not None and report.outcome in ("awaiting_confirm", "detecting"):
                 report.outcome, report.message = "stopped", "stopped by the operator"
-        what = "arm and gripper halted" if self.execute else "dry run: stop logged, nothing moved"
-        message = f"stopped{' during the motion' if moving else ''}: {what}; say home or pick"
-        self._set_state(LoopState.STOPPED, message)
+            message = f"stopped{' during the motion' if moving else ''}: {what}; say home or pick"
+            change = self._change_state(LoopState.STOPPED, message)
+        self._watchdog.disarm()
+        self._arm.stop()
+        self._gripper.stop()
+        self._notify(change)
         self.audit.record("stop", during_motion=moving)
         return self._reply(True, message)
 
@@ -555,8 +565,7 @@ class PickLoop:
                 return self._reply(False, f"busy ({self._state.value}); say stop first")
             if not self._arm.present:
                 return self._reply(False, "no [arm] in robot.toml; nothing to home")
-            self._stop_event.clear()
-            self._abort_reason = None
+            self._begin_command()
             self._start_job("home", self._run_home, None)
         return self._reply(True, "going home" + ("" if self.execute else " (dry run)"))
 
@@ -567,8 +576,7 @@ class PickLoop:
                 return self._reply(False, f"busy ({self._state.value}); say stop first")
             if not self._gripper.present:
                 return self._reply(False, "no [gripper] in robot.toml; nothing to open")
-            self._stop_event.clear()
-            self._abort_reason = None
+            self._begin_command()
             self._start_job("open", self._run_open, None)
         return self._reply(True, "opening the gripper" + ("" if self.execute else " (dry run)"))
 
@@ -640,13 +648,12 @@ class PickLoop:
     # -- detection ----------------------------------------------------------------------------
 
     def _detect_and_offer(self, report: PickReport) -> Reply:
-        self._set_state(LoopState.DETECTING, f"looking for {report.target}")
         self._active_device = None
         try:
+            self._enter(LoopState.DETECTING, f"looking for {report.target}")
             self._ensure_devices()
             frame, T_base_ee = self._capture(report)  # noqa: N806
-            if self._stop_event.is_set():
-                raise _StoppedError("stopped by the operator")
+            self._check_stop()
             start = time.perf_counter()
             assert report.detector_command is not None
             detection = self.detector.detect(frame.rgb, report.detector_command)
@@ -658,16 +665,17 @@ class PickLoop:
                 for rank, g in enumerate(detection.grasps[: self.settings.max_candidates], 1)
             ]
             report.timings_ms["geometry"] = (time.perf_counter() - start) * MS_PER_S
-        except _StoppedError:
+        except (_StoppedError, StopLatchedError):
             return self._end_detection(report, "stopped", "stopped by the operator", ok=False)
         except CameraError as err:
             return self._end_detection(report, "camera", str(err), ok=False)
         except Exception as err:  # devices, detector, bugs: always end in a clear state
             state, outcome, message = self._failure("detection", err)
             report.outcome, report.message = outcome, message
-            self._set_state(state, message)
+            if not self._set_state_unless_stopped(state, message):
+                report.outcome, report.message = "stopped", "stopped by the operator"
             return self._reply(False, message)
-        if self._stop_event.is_set():
+        if self._stopped():
             return self._end_detection(report, "stopped", "stopped by the operator", ok=False)
         return self._offer(report, frame, detection, candidates, T_base_ee)
 
@@ -712,9 +720,9 @@ class PickLoop:
             f"{chosen.describe()}{skipped}; say confirm, next or stop"
         )
         report.outcome, report.message = "awaiting_confirm", message
-        if self._stop_event.is_set():  # a stop arrived while the poses were computed
+        # A stop that arrived while the poses were computed wins: no offer to confirm.
+        if not self._set_state_unless_stopped(LoopState.AWAITING_CONFIRM, message):
             return self._end_detection(report, "stopped", "stopped by the operator", ok=False)
-        self._set_state(LoopState.AWAITING_CONFIRM, message)
         return self._reply(True, message, data)
 
     def _end_detection(
@@ -724,16 +732,16 @@ class PickLoop:
         self.audit.record("outcome", outcome=outcome, message=message)
         if outcome == "stopped":
             return self._reply(ok, message, data or {})
-        self._set_state(LoopState.IDLE, message)
+        self._set_state_unless_stopped(LoopState.IDLE, message)
         return self._reply(ok, message, data or {})
 
     def _capture(self, report: PickReport) -> tuple[Frame, np.ndarray | None]:
         """A fresh frame and (eye-in-hand) the arm pose when it was taken."""
         eye_in_hand = self._eye_in_hand()
         if eye_in_hand and self.motion.capture_position_m is not None:
-            self._set_state(LoopState.CAPTURE, "moving to the capture pose")
+            self._enter(LoopState.CAPTURE, "moving to the capture pose")
             self._move("capture", self._capture_pose(), self.motion.travel_speed, report)
-            self._set_state(LoopState.DETECTING, f"looking for {report.target}")
+            self._enter(LoopState.DETECTING, f"looking for {report.target}")
         start = time.perf_counter()
         frame = self._read_frame()
         report.timings_ms["capture"] = (time.perf_counter() - start) * MS_PER_S
@@ -882,17 +890,17 @@ class PickLoop:
         self.gate.check_quality(candidate.grasp.quality, f"grasp #{candidate.rank}")
         motion = self.motion
         opening = min(pose.opening_m + motion.opening_margin_m, self._gripper.max_opening_m)
-        self._set_state(LoopState.PREGRASP, "opening the gripper and moving above the grasp")
+        self._enter(LoopState.PREGRASP, "opening the gripper and moving above the grasp")
         self._grip("preopen", opening, report)
         self._move("pregrasp", pose.T_base_pregrasp, motion.travel_speed, report)
-        self._set_state(LoopState.DESCEND, "descending to the grasp")
+        self._enter(LoopState.DESCEND, "descending to the grasp")
         self._move("descend", pose.T_base_grasp, motion.approach_speed, report)
-        self._set_state(LoopState.CLOSE, "closing the gripper")
+        self._enter(LoopState.CLOSE, "closing the gripper")
         status = self._grip("close", 0.0, report)
-        self._set_state(LoopState.VERIFY, f"gripper: {status.message or status.state.value}")
+        self._enter(LoopState.VERIFY, f"gripper: {status.message or status.state.value}")
         if status.state is not GripperState.HOLDING:
             return self._missed(pose, opening, status.message or status.state.value, report)
-        self._set_state(LoopState.LIFT, "lifting the object")
+        self._enter(LoopState.LIFT, "lifting the object")
         self._move(
             "lift", raised(pose.T_base_grasp, motion.lift_height_m), motion.approach_speed, report
         )
@@ -919,10 +927,10 @@ class PickLoop:
         release = top_down_pose(place.position_m, place.yaw_rad)
         release[2, 3] += place.release_height_m
         above = raised(release, motion.lift_height_m)
-        self._set_state(LoopState.PLACE, "moving to the place pose")
+        self._enter(LoopState.PLACE, "moving to the place pose")
         self._move("place_above", above, motion.travel_speed, report)
         self._move("place", release, motion.approach_speed, report)
-        self._set_state(LoopState.RELEASE, "releasing the object")
+        self._enter(LoopState.RELEASE, "releasing the object")
         self._grip("release", opening, report)
         self._move("retreat", above, motion.approach_speed, report)
 
@@ -945,19 +953,20 @@ class PickLoop:
 
     def _run_open(self) -> tuple[LoopState, str, str]:
         self._ensure_devices()
-        self._set_state(LoopState.OPENING, "opening the gripper")
+        self._enter(LoopState.OPENING, "opening the gripper")
         self._grip("open", self._gripper.max_opening_m, None)
         return LoopState.IDLE, "open", "gripper open" + self._dry_note()
 
     def _go_home(self, report: PickReport | None) -> None:
-        self._set_state(LoopState.HOME, "moving home")
+        self._enter(LoopState.HOME, "moving home")
         self._check_stop()
         self._active_device = "arm"
-        self._arm.home(label="home", timeout_s=self.motion.move_timeout_s)
+        sent = self._arm.home(label="home", timeout_s=self.motion.move_timeout_s)
+        self._check_stop()  # a stop that raced the write: halted again in _failure
         if report is not None:
             report.steps.append({"step": "home", "device": "arm", "op": "home"})
         if self._arm.execute:
-            self._wait_arm("home")
+            self._wait_arm("home", sent.sequence)
 
     def _move(
         self,
@@ -969,7 +978,10 @@ class PickLoop:
         """One guarded arm move; waits (polling, kicking the watchdog) until done."""
         self._check_stop()
         self._active_device = "arm"
-        self._arm.move_to(T_base_ee, speed, label, wait=False, timeout_s=self.motion.move_timeout_s)
+        sent = self._arm.move_to(
+            T_base_ee, speed, label, wait=False, timeout_s=self.motion.move_timeout_s
+        )
+        self._check_stop()  # a stop that raced the write: halted again in _failure
         if report is not None:
             report.steps.append(
                 {
@@ -981,9 +993,15 @@ class PickLoop:
                 }
             )
         if self._arm.execute:
-            self._wait_arm(label)
+            self._wait_arm(label, sent.sequence)
 
-    def _wait_arm(self, label: str) -> None:
+    def _wait_arm(self, label: str, sequence: int) -> None:
+        """Poll until the command ``sequence`` arrived; anything else ends the step.
+
+        Arrival is the device's word for it (``GuardedArm.arrived``: for the Modbus arm, state
+        done with ``sequence`` acknowledged). Idle without arriving -- the controller program
+        restarted and abandoned the motion -- is a failure that halts the pick.
+        """
         deadline = time.monotonic() + self.motion.move_timeout_s
         self._watchdog.arm(label)
         try:
@@ -992,8 +1010,14 @@ class PickLoop:
                 status = self._arm.status()
                 self._watchdog.kick()
                 self._device_status["arm"] = status.to_dict()
-                if status.state is ArmState.IDLE:
+                if self._arm.arrived(status, sequence):
                     return
+                if status.state is ArmState.IDLE:
+                    raise DeviceError(
+                        f"arm: the controller went idle during {label} without arriving (its "
+                        f"program restarted?: {status.message}); the pick is halted; check the "
+                        "arm, then say home"
+                    )
                 if status.state is ArmState.STOPPED:
                     self._check_stop()
                     raise DeviceError(f"arm: stopped by the controller during {label}")
@@ -1015,6 +1039,7 @@ class PickLoop:
         self._active_device = "gripper"
         motion = self.motion
         self._gripper.move_to(width_m, motion.grip_speed, motion.grip_force, label)
+        self._check_stop()
         if report is not None:
             report.steps.append(
                 {"step": label, "device": "gripper", "op": "move_to", "width_m": width_m}
@@ -1027,8 +1052,43 @@ class PickLoop:
         return status
 
     def _check_stop(self) -> None:
-        if self._stop_event.is_set():
+        if self._stopped():
             raise _StoppedError(self._abort_reason or "stopped by the operator")
+
+    def _stopped(self) -> bool:
+        """True when a stop (or the watchdog) came after the running command started."""
+        with self._lock:
+            return self._stop_event.is_set() or self._stop_generation != self._run_generation
+
+    def _begin_command(self) -> None:
+        """An operator command starts (call with ``_lock`` held, after the busy check).
+
+        Takes the current stop generation and clears the stop event and the devices' stop
+        latches: this is the explicit operator command a latched stop waits for.
+        """
+        self._run_generation = self._stop_generation
+        self._stop_event.clear()
+        self._abort_reason = None
+        self._arm.clear_stop()
+        self._gripper.clear_stop()
+
+    def _enter(self, state: LoopState, message: str) -> None:
+        """Enter a step of the running command, unless a stop came first.
+
+        Raises:
+            _StoppedError: stopped; the state stays ``stopped``.
+        """
+        if not self._set_state_unless_stopped(state, message):
+            raise _StoppedError(self._abort_reason or "stopped by the operator")
+
+    def _set_state_unless_stopped(self, state: LoopState, message: str) -> bool:
+        """Switch state unless the running command was stopped; True when switched."""
+        with self._lock:
+            if self._stop_event.is_set() or self._stop_generation != self._run_generation:
+                return False
+            change = self._change_state(state, message)
+        self._notify(change)
+        return True
 
     def _start_job(
         self, name: str, body: Callable[[], tuple[LoopState, str, str]], report: PickReport | None
@@ -1050,7 +1110,7 @@ class PickLoop:
             state, outcome, message = self._failure(name, err)
         finally:
             self._watchdog.disarm()
-        if self._stop_event.is_set() and state is not LoopState.FAULT:
+        if self._stopped() and state is not LoopState.FAULT:
             state, outcome = LoopState.STOPPED, "stopped"
             message = self._abort_reason or "stopped by the operator; say home or pick"
         if report is not None:
@@ -1069,12 +1129,20 @@ class PickLoop:
             self._notify(change)
 
     def _failure(self, name: str, err: Exception) -> tuple[LoopState, str, str]:
-        """Stop what can be stopped and describe the failure for the operator."""
-        if isinstance(err, _StoppedError) or (
+        """Stop what can be stopped and describe the failure for the operator.
+
+        Every path halts the arm and the gripper first, a stop too (a stop that raced a write
+        may have reached the device before the command did); a link marked lost is reconnected
+        once by the device's own stop.
+        """
+        if isinstance(err, (_StoppedError, StopLatchedError)) or (
             isinstance(err, DeviceError)
             and not isinstance(err, (DeviceFaultError, DeviceTimeoutError, DeviceDisconnectedError))
-            and self._stop_event.is_set()
+            and self._stopped()
         ):
+            for device, sent in self._halt().items():
+                if not sent:
+                    self._mark_lost(device, DeviceError(f"{device}: the stop could not be sent"))
             if self._abort_reason:
                 return LoopState.FAULT, "fault", self._abort_reason
             return LoopState.STOPPED, "stopped", "stopped by the operator; say home or pick"
@@ -1228,11 +1296,6 @@ class PickLoop:
                 )
 
     # -- state and reports --------------------------------------------------------------------
-
-    def _set_state(self, state: LoopState, message: str) -> None:
-        with self._lock:
-            change = self._change_state(state, message)
-        self._notify(change)
 
     def _change_state(self, state: LoopState, message: str) -> StateChange:
         """Switch state (call with ``_lock`` held); ``_notify`` the result after releasing it."""

@@ -28,6 +28,7 @@ calibrated open and closed readings (``RobotiqConfig.open_ticks`` / ``closed_tic
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -347,6 +348,16 @@ class TickCalibration:
         return asdict(self)
 
 
+FLOAT_FIELDS = (
+    "open_width_m",
+    "closed_width_m",
+    "poll_period_s",
+    "activation_timeout_s",
+    "motion_timeout_s",
+)
+"""``RobotiqConfig`` fields that are numbers and must be finite (metres or seconds)."""
+
+
 @dataclass(frozen=True)
 class RobotiqConfig:
     """One Robotiq gripper: model, link and per-unit calibration (robot.toml ``[gripper]``).
@@ -383,6 +394,14 @@ class RobotiqConfig:
 
     def __post_init__(self) -> None:
         spec = get_model(self.model)
+        for name in FLOAT_FIELDS:
+            value = getattr(self, name)
+            if value is None and name == "open_width_m":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise InputError(f"{name} must be a finite number, got {value}")
         if self.open_width_m is None:
             object.__setattr__(self, "open_width_m", spec.stroke_m)
         _byte("open_ticks", self.open_ticks)
@@ -450,11 +469,11 @@ class RobotiqConfig:
         if not isinstance(data, dict):
             raise InputError(f"{where} must be a table, got {type(data).__name__}")
         values = dict(data)
-        modbus = _modbus_from_dict(values.pop("modbus", {}), f"{where}.modbus")
+        modbus = modbus_config_from_dict(values.pop("modbus", {}), f"{where}.modbus")
         _check_keys(values, [f.name for f in fields(cls) if f.name != "modbus"], where, "modbus")
         kinds = {"model": str, "name": str, "open_ticks": int, "closed_ticks": int}
         for key, value in values.items():
-            values[key] = _coerce(key, value, kinds.get(key, float), where)
+            values[key] = coerce_value(key, value, kinds.get(key, float), where)
         try:
             return cls(modbus=modbus, **values)
         except InputError as err:
@@ -470,28 +489,60 @@ def _check_keys(data: dict[str, Any], known: list[str], where: str, *extra: str)
         )
 
 
-def _coerce(key: str, value: Any, kind: type, where: str) -> Any:
-    """``value`` as ``kind`` (an int is accepted for a float); an ``InputError`` otherwise."""
+def coerce_value(key: str, value: Any, kind: type, where: str) -> Any:
+    """Check one parsed TOML value against ``kind`` and convert it.
+
+    An int is accepted for a float; a bool is never a number; a float must be finite (TOML allows
+    ``inf`` and ``nan``); ``open_width_m`` may be None (the model's stroke).
+
+    Args:
+        key: The key, for the message.
+        value: The parsed value.
+        kind: ``int``, ``float`` or ``str``.
+        where: File and table, for the message (e.g. ``"robot.toml [gripper]"``).
+
+    Raises:
+        InputError: naming ``where`` and ``key``, e.g. ``retries = 1.5`` for an int.
+    """
+    if key == "open_width_m" and value is None:
+        return None
     ok = not isinstance(value, bool) and (
         isinstance(value, kind) or (kind is float and isinstance(value, int))
     )
-    if key == "open_width_m" and value is None:
-        return None
     if not ok:
         raise InputError(f"{where}.{key} must be of type {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise InputError(f"{where}.{key} must be a finite number, got {value!r}")
     return kind(value)
 
 
-def _modbus_from_dict(data: Any, where: str) -> ModbusConfig:
+def modbus_config_from_dict(
+    data: Any, where: str, defaults: ModbusConfig | None = None
+) -> ModbusConfig:
+    """Build a ``ModbusConfig`` from a robot.toml ``modbus`` table.
+
+    Keys missing from the table keep ``defaults``' values; each value must have the type of the
+    ``ModbusConfig`` field (``retries = 1.5`` is refused) and floats must be finite.
+
+    Args:
+        data: The parsed table (a ``ModbusConfig`` is returned as is).
+        where: File and table, for messages (e.g. ``"robot.toml [arm].modbus"``).
+        defaults: Values for missing keys; None = the Robotiq defaults (RTU over TCP, port
+            54321, unit 9).
+
+    Raises:
+        InputError: not a table, an unknown key (the known ones are listed), a wrong type or a
+            value ``ModbusConfig`` refuses; the message starts with ``where``.
+    """
     if isinstance(data, ModbusConfig):
         return data
     if not isinstance(data, dict):
         raise InputError(f"{where} must be a table, got {type(data).__name__}")
-    defaults = asdict(_default_modbus())
-    _check_keys(data, list(defaults), where)
-    values = {key: _coerce(key, value, type(defaults[key]), where) for key, value in data.items()}
+    base = asdict(defaults if defaults is not None else _default_modbus())
+    _check_keys(data, list(base), where)
+    values = {key: coerce_value(key, value, type(base[key]), where) for key, value in data.items()}
     try:
-        return ModbusConfig(**(defaults | values))
+        return ModbusConfig(**(base | values))
     except InputError as err:
         raise InputError(f"{where}: {err}") from None
 

@@ -18,17 +18,24 @@ Dry run (the default; only ``langgrasp run --execute`` arms the devices): the ch
 and each command that would have been sent is written to the audit log as ``would_send``; nothing
 is written to a device.
 
+Stop latch: ``stop()`` on a guarded device latches before it sends anything; every later motion
+command is refused (``StopLatchedError``) until the operator's next command calls
+``clear_stop()``. A command whose write raced a stop (the stop landed between the latch check and
+the write) is halted again as soon as the write returns, so a stop is never lost.
+
 The ``Watchdog`` calls a stop callback when the loop does not ``kick`` it within its timeout
 while a motion runs (the loop kicks it on every status poll).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import numbers
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +62,15 @@ ROBOTIQ_2F85_STROKE_M = 0.085
 
 class SafetyError(LanggraspError):
     """A command was refused by the safety gate; the message gives the reason. Nothing was sent."""
+
+
+class StopLatchedError(SafetyError):
+    """A motion command after a stop: refused until an operator command clears the stop latch."""
+
+
+def _finite_number(value: Any) -> bool:
+    """True for a finite real number of any numeric type (numpy scalars too), False for bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _vector3(value: Sequence[float], name: str) -> tuple[float, float, float]:
@@ -198,7 +214,7 @@ class SafetyGate:
 
     def speed_problem(self, speed: float) -> str | None:
         """Why an arm speed fraction is refused, or None."""
-        if not (isinstance(speed, (int, float)) and math.isfinite(speed)):
+        if not _finite_number(speed):
             return f"speed {speed!r} is not a finite number"
         if not 0 < speed <= self.config.max_speed:
             return f"speed {speed} is outside (0, {self.config.max_speed}] (safety.max_speed)"
@@ -206,7 +222,7 @@ class SafetyGate:
 
     def opening_problem(self, width_m: float) -> str | None:
         """Why a gripper opening (metres) is refused, or None."""
-        if not (isinstance(width_m, (int, float)) and math.isfinite(width_m)):
+        if not _finite_number(width_m):
             return f"gripper opening {width_m!r} is not a finite number"
         if not 0 <= width_m <= self.config.max_opening_m:
             return (
@@ -226,7 +242,7 @@ class SafetyGate:
 
     def quality_problem(self, quality: float) -> str | None:
         """Why a grasp quality is too low to execute, or None."""
-        if not (isinstance(quality, (int, float)) and math.isfinite(quality)):
+        if not _finite_number(quality):
             return f"grasp quality {quality!r} is not a finite number"
         if quality < self.config.min_quality:
             limit = self.config.min_quality
@@ -241,6 +257,14 @@ class SafetyGate:
         """
         self._decide("grasp", label, self.quality_problem(quality), quality=quality)
         return float(quality)
+
+    def refuse(self, device: str, label: str, reason: str) -> None:
+        """Record a refusal decided elsewhere (e.g. an unencodable pose) and raise it.
+
+        Raises:
+            SafetyError: always, with ``reason``.
+        """
+        self._decide(device, label, reason)
 
     def _box(self) -> str:
         return f"[{_fmt(self._low)} .. {_fmt(self._high)}]"
@@ -275,6 +299,7 @@ class GuardedArm:
         self.execute = bool(execute and arm is not None)
         self._last_target: np.ndarray | None = None
         self.name = arm.name if arm is not None else "arm"
+        self._latch = _StopLatch(self.name)
 
     @property
     def present(self) -> bool:
@@ -338,7 +363,17 @@ class GuardedArm:
             DeviceError: the device refused, faulted, timed out or disconnected.
         """
         start = self.path_start()
+        quantize = getattr(self._arm, "quantize", None)
+        if quantize is not None:  # gate-check the request and what the device will receive
+            problem = self.gate.pose_problem(T_base_ee)
+            if problem:
+                self.gate.refuse("arm", label, problem)
+            try:
+                T_base_ee = quantize(T_base_ee)  # noqa: N806
+            except InputError as err:
+                self.gate.refuse("arm", label, str(err))
         pose = self.gate.check_pose(T_base_ee, label, start=start, speed=speed)
+        self._latch.check(label)
         if not self.execute:
             self.audit.record(
                 "would_send", device=self.name, op="move_to", step=label, pose=pose, speed=speed
@@ -347,26 +382,58 @@ class GuardedArm:
             return ArmStatus(ArmState.IDLE, pose, message="dry run: nothing sent")
         assert self._arm is not None
         self._last_target = pose
-        return self._arm.move_to(pose, speed=speed, wait=wait, timeout_s=timeout_s)
+        with self._latch.sending(label, self._send_stop):
+            return self._arm.move_to(pose, speed=speed, wait=wait, timeout_s=timeout_s)
+
+    def arrived(self, status: ArmStatus, sequence: int) -> bool:
+        """True when ``status`` says the move or home command ``sequence`` arrived.
+
+        Uses the device's own ``arrived(status, sequence)`` when it has one (``ModbusArm``: state
+        done with that ack; idle after a program restart is not an arrival), else idle with
+        that sequence.
+        """
+        check = getattr(self._arm, "arrived", None)
+        if check is not None:
+            return bool(check(status, sequence))
+        return status.state is ArmState.IDLE and status.sequence == sequence
+
+    def latch_stop(self) -> None:
+        """Refuse motion commands from now on (no I/O; ``stop`` does this first, then sends)."""
+        self._latch.set()
+
+    def clear_stop(self) -> None:
+        """An operator command: motion commands are allowed again."""
+        self._latch.clear()
+
+    @property
+    def stop_latched(self) -> bool:
+        """True between ``stop`` and ``clear_stop``."""
+        return self._latch.is_set()
 
     def home(self, label: str = "home", wait: bool = False, timeout_s: float = 30.0) -> ArmStatus:
         """Send the controller's home command (its home pose is configured on the controller).
 
         The path start is forgotten afterwards unless the controller reports its pose.
         """
+        self._latch.check(label)
         self._last_target = None
         if not self.execute:
             self.audit.record("would_send", device=self.name, op="home", step=label)
             return ArmStatus(ArmState.IDLE, None, message="dry run: nothing sent")
         assert self._arm is not None
-        return self._arm.home(wait=wait, timeout_s=timeout_s)
+        with self._latch.sending(label, self._send_stop):
+            return self._arm.home(wait=wait, timeout_s=timeout_s)
 
     def stop(self) -> bool:
-        """Halt the arm at once (always allowed; logged only in a dry run). Never raises.
+        """Latch the stop, then halt the arm at once (logged only in a dry run). Never raises.
 
         Returns:
             False when the stop command could not be sent (the link is down).
         """
+        self._latch.set()
+        return self._send_stop()
+
+    def _send_stop(self) -> bool:
         if not self.execute or self._arm is None:
             self.audit.record("would_send", device=self.name, op="stop")
             return True
@@ -403,6 +470,7 @@ class GuardedGripper:
         self.execute = bool(execute and gripper is not None)
         self.name = gripper.name if gripper is not None else "gripper"
         self._requested: float | None = None
+        self._latch = _StopLatch(self.name)
 
     @property
     def present(self) -> bool:
@@ -429,11 +497,13 @@ class GuardedGripper:
 
     def activate(self, timeout_s: float) -> GripperStatus:
         """Run the activation sequence (the fingers move), or log it in a dry run."""
+        self._latch.check("activate")
         if not self.execute:
             self.audit.record("would_send", device=self.name, op="activate")
             return self._dry_status(GripperState.AT_POSITION)
         assert self._gripper is not None
-        return self._gripper.activate(timeout_s)
+        with self._latch.sending("activate", self._send_stop):
+            return self._gripper.activate(timeout_s)
 
     def move_to(self, width_m: float, speed: float, force: float, label: str) -> None:
         """Check the opening (metres), then start the motion (or log it in a dry run).
@@ -443,6 +513,7 @@ class GuardedGripper:
             DeviceError: the device refused, faulted or disconnected.
         """
         width = self.gate.check_opening(width_m, label)
+        self._latch.check(label)
         self._requested = width
         if not self.execute:
             self.audit.record(
@@ -456,7 +527,8 @@ class GuardedGripper:
             )
             return
         assert self._gripper is not None
-        self._gripper.move_to(width, speed, force)
+        with self._latch.sending(label, self._send_stop):
+            self._gripper.move_to(width, speed, force)
 
     def open(self, speed: float, force: float, label: str = "open") -> None:
         """Open to ``max_opening_m``."""
@@ -486,11 +558,28 @@ class GuardedGripper:
         return self._gripper.status()
 
     def stop(self) -> bool:
-        """Stop the fingers (always allowed; logged only in a dry run). Never raises.
+        """Latch the stop, then stop the fingers (logged only in a dry run). Never raises.
 
         Returns:
             False when the stop command could not be sent (the link is down).
         """
+        self._latch.set()
+        return self._send_stop()
+
+    def latch_stop(self) -> None:
+        """Refuse motion commands from now on (no I/O; ``stop`` does this first, then sends)."""
+        self._latch.set()
+
+    def clear_stop(self) -> None:
+        """An operator command: motion commands are allowed again."""
+        self._latch.clear()
+
+    @property
+    def stop_latched(self) -> bool:
+        """True between ``stop`` and ``clear_stop``."""
+        return self._latch.is_set()
+
+    def _send_stop(self) -> bool:
         if not self.execute or self._gripper is None:
             self.audit.record("would_send", device=self.name, op="stop")
             return True
@@ -510,6 +599,54 @@ class GuardedGripper:
     def _dry_status(self, state: GripperState, message: str = "dry run") -> GripperStatus:
         width = self._requested if self._requested is not None else 0.0
         return GripperStatus(state, width, self._requested, message=message)
+
+
+class _StopLatch:
+    """Set by a stop, cleared only by an operator command; motion writes check it.
+
+    ``check`` refuses a command while set. ``sending`` wraps the write: when a stop was latched
+    while the write was under way (it may have reached the device before the write did, so the
+    device would run the command), the device is stopped again right after the write returns
+    and ``StopLatchedError`` is raised.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._set = False
+
+    def set(self) -> None:
+        with self._lock:
+            self._set = True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._set = False
+
+    def is_set(self) -> bool:
+        with self._lock:
+            return self._set
+
+    def check(self, label: str) -> None:
+        if self.is_set():
+            raise StopLatchedError(
+                f"{self.name} {label}: refused after a stop; give a new command (pick, home, open)"
+            )
+
+    @contextlib.contextmanager
+    def sending(self, label: str, halt: Callable[[], bool]) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            if self.is_set():
+                halt()
+            raise
+        if self.is_set():
+            halt()
+            raise StopLatchedError(
+                f"{self.name} {label}: a stop arrived while the command was being sent; "
+                "stopped again"
+            )
 
 
 def reconnect(

@@ -4,7 +4,8 @@
 number it writes state = moving and ack = sequence, moves the tool linearly (position interpolated
 linearly, rotation about one fixed axis) at its tool speed, and writes state = done on arrival; a
 stop command halts the tool where it is at that moment; the home command moves to ``home_pose``.
-Tests can inject a fault (``inject_fault``) or make the program unresponsive (``stall``: new
+Tests can inject a fault (``inject_fault``), restart the program (``restart_program``: halted,
+idle, the last sequence acknowledged) or make the program unresponsive (``stall``: new
 sequences are never acknowledged). Every received command and target is recorded.
 
 The registers are updated lazily, from the elapsed time, whenever a client reads or writes
@@ -199,6 +200,19 @@ class ArmSim:
         """Leave the fault state (idle, fault 0)."""
         with self._lock:
             self._state, self._fault, self._fault_latched = ControllerState.IDLE, 0, False
+
+    def restart_program(self) -> None:
+        """The controller program restarts (e.g. after a protective stop is cleared).
+
+        Like docs/ur_pick_server.script on start: the tool halts where it is, state = idle,
+        fault = 0, and the sequence register's value is acknowledged without being executed.
+        """
+        with self._lock:
+            now = self.clock()
+            self._advance(now)
+            self._halt(now)
+            self._state, self._fault, self._fault_latched = ControllerState.IDLE, 0, False
+            self._ack = self._last_sequence
 
     def stall(self, stalled: bool = True) -> None:
         """Stop (or resume) handling new sequence numbers.

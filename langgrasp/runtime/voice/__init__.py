@@ -8,7 +8,8 @@
   is constrained to (``grammar``).
 * ``read_wav``, ``prepare``, ``UtteranceSegmenter``, ``synthesize`` (espeak-ng test speech):
   ``audio``; ``Microphone`` (sounddevice, imported when opened): ``microphone``.
-* ``Listener`` (push-to-talk and wake-word modes): ``listener``; ``run_files``,
+* ``Listener`` (push-to-talk and wake-word modes) and ``CommandThread`` (commands off the
+  listening thread, stop at once): ``listener``; ``run_files``,
   ``run_push_to_talk``, ``run_wake_word``: ``sessions``; ``langgrasp listen``: ``commands``.
 
 Spoken lines reach ``PickLoop.command`` like typed ones, so ``langgrasp.runtime.intents``
@@ -34,7 +35,13 @@ from langgrasp.runtime.voice.grammar import (
     default_vocabulary,
     load_vocabulary,
 )
-from langgrasp.runtime.voice.listener import Heard, Listener, ListenerConfig, ListenMode
+from langgrasp.runtime.voice.listener import (
+    CommandThread,
+    Heard,
+    Listener,
+    ListenerConfig,
+    ListenMode,
+)
 from langgrasp.runtime.voice.microphone import Microphone, MicrophoneUnavailableError
 from langgrasp.runtime.voice.sessions import run_files, run_push_to_talk, run_wake_word
 from langgrasp.runtime.voice.transcriber import (
@@ -55,6 +62,7 @@ from langgrasp.runtime.voice.transcriber import (
 __all__ = [
     "Audio",
     "AudioError",
+    "CommandThread",
     "Grammar",
     "Heard",
     "ListenMode",

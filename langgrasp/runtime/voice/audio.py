@@ -40,6 +40,12 @@ typical microphone peaks far above it; a muted or unplugged one stays below)."""
 FRAME_S = 0.02
 """Analysis frame for levels, seconds (the usual speech frame length)."""
 
+FLOOR_WINDOW_S = 3.0
+"""Minimum-statistics window for the noise floor, seconds. Martin (2001, "Noise power spectral
+density estimation based on optimal smoothing and minimum statistics") uses about 1.5 s; we use
+twice that because a spoken command is one breath of a few seconds and always has quiet frames
+(pauses, stop consonants) within 3 s, while steady noise has none."""
+
 ESPEAK = "espeak-ng"
 ESPEAK_VOICE = "en-us+f2"
 """espeak-ng voice for test speech: of the en-us voices tried (default, +m1, +m3, +f2, +f3,
@@ -248,6 +254,9 @@ class SegmenterConfig:
         min_speech_s: Shorter utterances are dropped as noise.
         max_utterance_s: Longer utterances are cut here.
         floor_adapt: Fraction the noise floor moves toward a louder non-speech frame.
+        floor_window_s: Minimum statistics: the floor is never below the quietest frame of
+            the last ``floor_window_s``, so a room that got louder (a fan, a machine) stops
+            counting as speech after this long instead of cutting 10 s utterances forever.
     """
 
     frame_s: float = FRAME_S
@@ -259,6 +268,7 @@ class SegmenterConfig:
     min_speech_s: float = 0.15
     max_utterance_s: float = 10.0
     floor_adapt: float = 0.05
+    floor_window_s: float = FLOOR_WINDOW_S
 
 
 class UtteranceSegmenter:
@@ -280,6 +290,8 @@ class UtteranceSegmenter:
         self._speech = 0  # speech frames in the current utterance
         self._silence = 0  # consecutive non-speech frames in it
         self._floor: float | None = None
+        self._levels: deque[float] = deque(maxlen=max(1, round(c.floor_window_s / c.frame_s)))
+        self._current_levels: list[float] = []  # level of each frame of the utterance
 
     def feed(self, block: np.ndarray) -> list[np.ndarray]:
         """Add ``(N,)`` int16 samples; returns the utterances completed by them."""
@@ -298,27 +310,48 @@ class UtteranceSegmenter:
         out = self._close() if self._current else None
         return [] if out is None else [out]
 
-    def _is_speech(self, frame: np.ndarray) -> bool:
+    @property
+    def noise_floor_dbfs(self) -> float | None:
+        """The current noise-floor estimate, dB full scale (None before the first frame)."""
+        return self._floor
+
+    def _is_speech(self, level: float) -> bool:
         c = self.config
-        level = level_dbfs(frame)
         floor = level if self._floor is None else self._floor
+        self._levels.append(level)
+        if len(self._levels) == self._levels.maxlen:  # minimum statistics: a louder room
+            quietest = min(self._levels)
+            if quietest > floor:
+                floor = quietest
+                self._recount(floor)
         speech = level >= max(floor + c.speech_margin_db, c.min_level_dbfs)
         if not speech:  # follow the floor down at once, up slowly
             floor = level if level < floor else floor + c.floor_adapt * (level - floor)
         self._floor = floor
         return speech
 
+    def _recount(self, floor: float) -> None:
+        """Count the open utterance's speech frames again after the floor rose.
+
+        A stretch of steady noise then has none and is dropped instead of transcribed.
+        """
+        threshold = max(floor + self.config.speech_margin_db, self.config.min_level_dbfs)
+        self._speech = sum(level >= threshold for level in self._current_levels)
+
     def _step(self, frame: np.ndarray) -> np.ndarray | None:
         c = self.config
-        speech = self._is_speech(frame)
+        level = level_dbfs(frame)
+        speech = self._is_speech(level)
         if not self._current:
             self._pre.append(frame)
             self._onset = self._onset + 1 if speech else 0
             if self._onset * c.frame_s >= c.start_s:
                 self._current, self._speech, self._silence = list(self._pre), self._onset, 0
+                self._current_levels = [level_dbfs(f) for f in self._current]
                 self._pre.clear()
             return None
         self._current.append(frame)
+        self._current_levels.append(level)
         self._speech += speech
         self._silence = 0 if speech else self._silence + 1
         long = len(self._current) * c.frame_s >= c.max_utterance_s
@@ -329,6 +362,7 @@ class UtteranceSegmenter:
     def _close(self) -> np.ndarray | None:
         frames, speech = self._current, self._speech
         self._current, self._speech, self._silence, self._onset = [], 0, 0, 0
+        self._current_levels = []
         if speech * self.config.frame_s < self.config.min_speech_s:
             return None
         return np.concatenate(frames)

@@ -15,16 +15,22 @@ Modes:
   wake word within ``wake_window_s``.
 
 Stop: a transcript that parses as STOP is acted on in both modes without the wake word and
-without a confidence check. The motion runs in the loop's worker thread, so the listening thread
-is free and a spoken "stop" halts a running motion as soon as the utterance ends.
+without a confidence check. ``Listener.hear`` runs a command in the caller's thread and returns
+its reply; the live sessions instead hand every other command to a ``CommandThread``, so a pick
+that is still detecting (``PickLoop.pick`` runs in its caller's thread) never blocks the
+listening thread, and a spoken "stop" is run there at once: it halts a detection or a motion as
+soon as the utterance ends, and drops commands still queued behind it.
 
 Sessions (WAV files, the push-to-talk console, a continuous stream) are in ``sessions``.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -186,10 +192,26 @@ class Listener:
     def hear(self, samples: np.ndarray, sample_rate: int, source: str = "audio") -> Heard:
         """Transcribe one utterance and pass it to the loop when it is a command.
 
+        Runs the command in the caller's thread (``understand`` then ``dispatch``); live
+        sessions use ``CommandThread`` so that the listening thread stays free.
+
         Args:
             samples: ``(N,)`` int16 mono audio at ``sample_rate``.
             sample_rate: Must equal ``self.sample_rate`` (convert with ``audio.prepare``).
             source: Label for messages and the audit log.
+
+        Raises:
+            AudioError: wrong dtype, shape, rate, or empty audio.
+        """
+        heard = self.understand(samples, sample_rate, source)
+        return heard if heard.command is None else self.dispatch(heard)
+
+    def understand(self, samples: np.ndarray, sample_rate: int, source: str = "audio") -> Heard:
+        """Transcribe one utterance and decide whether it is a command, without running it.
+
+        Returns:
+            ``Heard`` with ``command`` set (pass it to ``dispatch``) or ``ignored`` saying why
+            not (already in the audit log).
 
         Raises:
             AudioError: wrong dtype, shape, rate, or empty audio.
@@ -210,7 +232,7 @@ class Listener:
         if reason is not None:
             return self._record(Heard(source, transcript, None, intent, ignored=reason, woke=woke))
         self._armed_until = -1.0
-        return self._dispatch(Heard(source, transcript, line, intent, woke=woke))
+        return Heard(source, transcript, line, intent, woke=woke)
 
     def _why_ignored(self, transcript: Transcript, intent: Intent, woke: bool) -> str | None:
         """Why an utterance is not a command (None: it is); a lone wake word arms the window."""
@@ -233,19 +255,22 @@ class Listener:
         return None
 
     def type(self, text: str, source: str = "typed") -> Heard:
-        """A typed line, through the same path as a spoken one."""
-        return self._dispatch(Heard(source, None, text, parse_intent(text)))
+        """A typed line, through the same path as a spoken one (run in the caller's thread)."""
+        return self.dispatch(self.typed(text, source))
 
-    def _dispatch(self, heard: Heard) -> Heard:
+    def typed(self, text: str, source: str = "typed") -> Heard:
+        """A typed line as a ``Heard`` to ``dispatch`` (or hand to a ``CommandThread``)."""
+        return Heard(source, None, text, parse_intent(text))
+
+    def dispatch(self, heard: Heard) -> Heard:
+        """Run ``heard.command`` on the loop in the caller's thread.
+
+        Returns:
+            The ``Heard`` with the loop's reply (unchanged when ignored or without a loop),
+            recorded in the audit log.
+        """
         if self.loop is not None and heard.command is not None:
-            heard = Heard(
-                heard.source,
-                heard.transcript,
-                heard.command,
-                heard.intent,
-                self.loop.command(heard.command),
-                woke=heard.woke,
-            )
+            heard = replace(heard, reply=self.loop.command(heard.command))
         return self._record(heard)
 
     def _record(self, heard: Heard) -> Heard:
@@ -263,3 +288,97 @@ class Listener:
                 timings_ms=t.timings_ms,
             )
         return heard
+
+
+DROPPED_BY_STOP = "dropped: stop was heard before it ran"
+"""Why a queued command did not run: the operator said stop after it."""
+
+
+class CommandThread:
+    """Runs the listener's commands off the listening thread; stop runs at once.
+
+    ``submit`` returns at once: an ignored utterance is reported there, a STOP is dispatched in
+    the caller's (listening) thread and drops the commands queued behind the running one, and
+    any other command is queued for this thread, which runs them one by one in order. Every
+    outcome goes to ``on_done`` (from whichever thread produced it).
+
+    Args:
+        listener: Its ``dispatch`` runs the commands.
+        on_done: Called with each finished ``Heard`` (reply filled, or ``ignored``).
+    """
+
+    def __init__(self, listener: Listener, on_done: Callable[[Heard], None]) -> None:
+        self.listener = listener
+        self.on_done = on_done
+        self._queue: queue.Queue[Heard | None] = queue.Queue()
+        self._idle = threading.Condition()
+        self._pending = 0  # submitted commands not yet finished
+        self._thread = threading.Thread(target=self._run, name="voice-commands", daemon=True)
+        self._thread.start()
+
+    def submit(self, heard: Heard) -> None:
+        """Hand over one understood utterance or typed line (see the class docstring)."""
+        if heard.command is None:
+            self.on_done(heard)
+            return
+        if heard.intent is not None and heard.intent.kind is IntentKind.STOP:
+            for dropped in self._drain():
+                self.on_done(replace(dropped, ignored=DROPPED_BY_STOP))
+            self.on_done(self.listener.dispatch(heard))
+            return
+        with self._idle:
+            self._pending += 1
+        self._queue.put(heard)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until every submitted command has finished; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout_s)
+
+    def close(self, cancel: bool = False) -> None:
+        """End the thread once the queued commands ran; waits for the running one.
+
+        Args:
+            cancel: Drop the queued commands instead (each reported as dropped).
+        """
+        if cancel:
+            for dropped in self._drain():
+                self.on_done(replace(dropped, ignored="dropped: the session ended"))
+        self._queue.put(None)
+        self._thread.join()
+
+    def __enter__(self) -> CommandThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(cancel=exc[0] is not None)
+
+    def _drain(self) -> list[Heard]:
+        dropped = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:  # keep the end marker
+                self._queue.put(None)
+                break
+            dropped.append(item)
+        self._finished(len(dropped))
+        return dropped
+
+    def _finished(self, n: int) -> None:
+        with self._idle:
+            self._pending -= n
+            self._idle.notify_all()
+
+    def _run(self) -> None:
+        while (heard := self._queue.get()) is not None:
+            try:
+                try:
+                    done = self.listener.dispatch(heard)
+                except Exception as err:  # keep serving: the operator may still say stop
+                    done = replace(heard, ignored=f"the command failed: {err}")
+                self.on_done(done)
+            finally:
+                self._finished(1)

@@ -7,6 +7,7 @@ between ``start()`` and ``stop()``; wake-word mode reads the endless ``blocks()`
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,11 @@ from langgrasp.runtime.voice.transcriber import SPEECH_SAMPLE_RATE, VoiceError
 
 MIC_BLOCK_S = 0.03
 """Seconds of audio per block from PortAudio (30 ms: short enough for endpointing)."""
+
+MIC_QUEUE_S = 10.0
+"""Most audio ``blocks()`` holds for a reader that fell behind, seconds (the longest utterance,
+``SegmenterConfig.max_utterance_s``); older blocks are dropped, so a stalled listener cannot
+fill memory and, once it catches up, hears the present rather than a backlog."""
 
 SOUNDDEVICE_HINT = "pip install sounddevice"
 PORTAUDIO_HINT = "sudo apt install libportaudio2 (Debian/Ubuntu/JetPack)"
@@ -72,7 +78,10 @@ class Microphone:
         self.block_s = block_s
         self.rate = sample_rate
         self._stream: Any = None
-        self._blocks: queue.Queue[np.ndarray] = queue.Queue()
+        self._blocks: queue.Queue[np.ndarray] = queue.Queue(
+            maxsize=max(1, math.ceil(MIC_QUEUE_S / block_s))
+        )
+        self.dropped_blocks = 0  # blocks discarded because blocks() was not read in time
         self._recording: list[np.ndarray] | None = None
         self._streaming = False  # blocks() is being read: queue every block
         self._lock = threading.Lock()
@@ -115,7 +124,20 @@ class Microphone:
             if self._recording is not None:
                 self._recording.append(block)
         if self._streaming:
-            self._blocks.put(block)
+            self._put(block)
+
+    def _put(self, block: np.ndarray) -> None:
+        """Queue a block for ``blocks()``; when full, drop the oldest (callbacks never block)."""
+        while True:
+            try:
+                self._blocks.put_nowait(block)
+                return
+            except queue.Full:
+                try:
+                    self._blocks.get_nowait()
+                    self.dropped_blocks += 1
+                except queue.Empty:
+                    pass
 
     def start(self) -> None:
         """Start a push-to-talk recording."""
@@ -132,18 +154,34 @@ class Microphone:
         return resample(np.concatenate(blocks), self.rate, self.sample_rate)
 
     def blocks(self, timeout_s: float = 1.0) -> Iterator[np.ndarray]:
-        """Endless stream of ``(N,)`` int16 blocks at ``rate``; stops when closed."""
+        """Endless stream of ``(N,)`` int16 blocks at ``rate``; stops when closed.
+
+        Blocks are queued only while the stream is read: when the generator ends (closed,
+        exhausted or dropped) queuing stops and what was left is discarded.
+        """
         self.open()
         self._streaming = True
-        while self._stream is not None:
+        try:
+            while self._stream is not None:
+                try:
+                    yield self._blocks.get(timeout=timeout_s)
+                except queue.Empty:
+                    continue
+        finally:
+            self._streaming = False
+            self._discard_queued()
+
+    def _discard_queued(self) -> None:
+        while True:
             try:
-                yield self._blocks.get(timeout=timeout_s)
+                self._blocks.get_nowait()
             except queue.Empty:
-                continue
+                return
 
     def close(self) -> None:
         """Stop and release the stream."""
         stream, self._stream = self._stream, None
+        self._streaming = False
         if stream is not None:
             stream.stop()
             stream.close()

@@ -3,6 +3,10 @@
 Each session prints what was heard and the loop's replies, plus the state changes the loop's
 motion thread makes while the session listens on. Ctrl-C stops a running motion and ends the
 session, as in the typed console (``langgrasp.runtime.repl``).
+
+The live sessions (push-to-talk, wake word) run commands in a ``CommandThread``: the listening
+thread only transcribes, so "stop" is heard and run at once even while a pick is detecting.
+Replies are printed when each command finishes. ``run_files`` runs each file's command in turn.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from langgrasp.runtime.voice.audio import (
     load_utterance,
     prepare,
 )
-from langgrasp.runtime.voice.listener import Heard, Listener
+from langgrasp.runtime.voice.listener import CommandThread, Heard, Listener
 from langgrasp.runtime.voice.transcriber import AudioError
 
 if TYPE_CHECKING:
@@ -169,27 +173,30 @@ def run_push_to_talk(
     with _Session(listener, out, as_json) as session:
         say = session.output.line
         say(_banner(listener, f"Enter: talk, Enter again: done; or type a command. {HELP_TEXT}"))
+        commands = CommandThread(listener, session.output.heard)
         try:
             while True:
                 line = keys.readline()
                 text = line.strip()
                 if not line or text.lower() in QUIT_WORDS:
+                    commands.close()  # let what was asked for finish replying
                     session.stop()
                     break
                 if text:
-                    session.output.heard(listener.type(text))
+                    commands.submit(listener.typed(text))
                     continue
                 recorder.start()
                 say("recording... press Enter to stop")
                 keys.readline()
                 samples = recorder.stop()
                 try:
-                    session.output.heard(listener.hear(samples, recorder.sample_rate, "mic"))
+                    commands.submit(listener.understand(samples, recorder.sample_rate, "mic"))
                 except AudioError as err:
                     say(f"! {err}")
         except KeyboardInterrupt:
             say("")
             session.stop()
+            commands.close(cancel=True)
     return 0
 
 
@@ -214,7 +221,9 @@ def run_wake_word(
         source: Label of the stream in messages.
 
     Returns:
-        What was heard, when the stream ends (Ctrl-C stops the robot and ends it).
+        What was heard, in the order each utterance was finished with (ignored or stop at
+        once, other commands when their reply came); queued commands are waited for when the
+        stream ends; Ctrl-C stops the robot and ends the session.
     """
     cutter = UtteranceSegmenter(block_rate, segmenter)
     heard_all: list[Heard] = []
@@ -224,11 +233,15 @@ def run_wake_word(
             _banner(listener, f"Say '{wake}' and the command; 'stop' works without it.")
         )
 
+        def done(heard: Heard) -> None:
+            heard_all.append(heard)
+            session.output.heard(heard)
+
+        commands = CommandThread(listener, done)
+
         def hear(utterance: np.ndarray) -> None:
             samples = prepare(utterance, block_rate, listener.sample_rate)
-            heard = listener.hear(samples, listener.sample_rate, source)
-            session.output.heard(heard)
-            heard_all.append(heard)
+            commands.submit(listener.understand(samples, listener.sample_rate, source))
 
         try:
             for block in blocks:
@@ -236,7 +249,9 @@ def run_wake_word(
                     hear(utterance)
             for utterance in cutter.flush():
                 hear(utterance)
+            commands.close()
             session.settle()
         except KeyboardInterrupt:
             session.stop()
+            commands.close(cancel=True)
     return heard_all

@@ -7,9 +7,9 @@ Endpoints (all JSON unless noted; errors are ``{"error", "detail"}``, see ``erro
   ``{"ok", "message", "state", "data"}`` (``ok`` false: the loop answered but did not do it,
   the message says why); 409 when it needs the robot and the robot is busy.
 * ``POST /api/confirm``, ``/api/next``, ``/api/home``, ``/api/open``: the same as those words.
-* ``POST /api/stop``: arm stop and gripper stop at once. It runs on the server's event loop,
-  never queued behind other requests or worker threads, and is never refused (when a token is
-  set, the token is still needed).
+* ``POST /api/stop``: arm stop and gripper stop at once. It runs on a thread of its own, never
+  queued behind other requests or worker threads, and is never refused (when a token is set,
+  the token is still needed). Commands sent before it that have not run yet get 409.
 * ``GET /api/state``: loop state, camera/gripper/arm states, the last detection (grasps, mask
   summary, 3D poses, timings), the candidates and the last pick report, plus ``detection_id``.
 * ``GET /api/overlay?format=jpeg|png``: the last detection's frame with the mask and ranked
@@ -127,7 +127,10 @@ class AuditModel(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorModel} for code in (401, 403, 413, 422, 500)
 }
-BUSY = {**ERRORS, 409: {"model": ErrorModel, "description": "The robot is busy."}}
+BUSY = {
+    **ERRORS,
+    409: {"model": ErrorModel, "description": "The robot is busy, or a stop came after it."},
+}
 IMAGE = {
     **ERRORS,
     200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "An image."},
@@ -187,10 +190,12 @@ def _add_commands(app: FastAPI, bridge: LoopBridge) -> None:
     async def stop() -> dict[str, Any]:
         """Stop the arm and the gripper at once.
 
-        Runs on the server's event loop itself: never queued behind other requests, never
-        refused while the robot moves.
+        Runs on a thread of its own that nothing else uses: never queued behind other requests
+        or worker threads, never refused while the robot moves, and the server keeps answering
+        while the devices are told to stop. A command sent before the stop that has not
+        started yet is refused afterwards (409 ``stopped_after``).
         """
-        return bridge.stop_command().to_dict()
+        return (await bridge.stop_async()).to_dict()
 
     @app.post(f"{API}/command", response_model=ReplyModel, responses=BUSY, tags=["commands"])
     async def command(body: CommandRequest) -> dict[str, Any]:
@@ -200,13 +205,15 @@ def _add_commands(app: FastAPI, bridge: LoopBridge) -> None:
         for confirm; 'stop' in any wording is handled like POST /api/stop.
         """
         if parse_intent(body.text).kind is IntentKind.STOP:
-            return bridge.stop_command(body.text).to_dict()
-        reply = await run_in_threadpool(bridge.command, body.text)
+            return (await bridge.stop_async(body.text)).to_dict()
+        stops = bridge.stops  # read on arrival, before waiting for a worker thread
+        reply = await run_in_threadpool(bridge.command, body.text, stops)
         return reply.to_dict()
 
     def word(text: str, summary: str) -> None:
-        def run() -> dict[str, Any]:
-            return bridge.command(text).to_dict()
+        async def run() -> dict[str, Any]:
+            stops = bridge.stops  # read on arrival, before waiting for a worker thread
+            return (await run_in_threadpool(bridge.command, text, stops)).to_dict()
 
         run.__name__ = text
         app.post(
@@ -285,8 +292,7 @@ def _add_views(app: FastAPI, bridge: LoopBridge, settings: WebSettings, hub: Eve
 
 async def _events(bridge: LoopBridge, hub: EventHub) -> AsyncIterator[str]:
     async with hub.subscribe() as events:  # registered before hello: no event is missed
-        ident, _ = bridge.detection_id()
-        hello = {"state": bridge.loop.state.value, "detection_id": ident}
+        hello = {"state": bridge.loop.state.value, "detection_id": bridge.detection_id()}
         yield f"retry: {RETRY_MS}\n\n" + format_event(hub.make_event("hello", hello))
         async for item in events:
             yield format_event(item)

@@ -112,8 +112,14 @@ def http_error_response(request: Request, exc: StarletteHTTPException) -> JSONRe
     elif exc.status_code == 405:
         allowed = headers.get("allow") or headers.get("Allow") or "another method"
         body = error_body("method_not_allowed", f"{method} is not allowed on {path}; use {allowed}")
+    elif exc.status_code == 400:  # Starlette could not parse the body (e.g. not UTF-8)
+        detail = f"{exc.detail}; send a UTF-8 JSON object like {COMMAND_EXAMPLE}"
+        body = error_body("bad_request", detail)
     else:
-        phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus else "error"
+        try:  # not ``code in HTTPStatus``: that raises TypeError before Python 3.12
+            phrase = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            phrase = "error"
         body = error_body(phrase.lower().replace(" ", "_"), str(exc.detail))
     return _json(exc.status_code, body, headers)
 
@@ -126,10 +132,9 @@ def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
 def internal_error_response(request: Request, exc: Exception) -> JSONResponse:
     """500 for a bug; the server log has the traceback."""
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    detail = (
-        f"internal error while handling {request.method} {request.url.path}: "
-        f"{type(exc).__name__}: {exc}; the server log has the details. If the robot is "
-        "moving, press stop"
+    detail = (  # the exception's text stays in the log: it can show paths, devices, settings
+        f"internal error while handling {request.method} {request.url.path}; the server log "
+        "has the details. If the robot is moving, press stop"
     )
     return _json(500, error_body("internal_error", detail))
 

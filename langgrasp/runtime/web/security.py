@@ -5,9 +5,13 @@ In order, for each HTTP request:
 1. Host check (DNS rebinding): a server without a token (loopback only) answers only requests
    whose ``Host`` names the loopback interface, so a web page from elsewhere cannot reach it
    through a domain that resolves to 127.0.0.1.
-2. Cross-site check: a state-changing request (anything but GET/HEAD/OPTIONS) whose ``Origin``
-   is not this server is refused, so a page the operator happens to have open elsewhere cannot
-   send commands (browsers send ``Origin`` on cross-origin requests, Fetch standard).
+2. Cross-site check: a state-changing request (anything but GET/HEAD/OPTIONS) without a valid
+   token whose ``Origin`` is not this server (scheme, host and port) is refused, so a page the
+   operator happens to have open elsewhere cannot send commands (browsers send ``Origin`` on
+   cross-origin requests, Fetch standard). A valid token proves the client is not such a page
+   (the token travels in a header, which a page from elsewhere cannot know or set). The
+   pictures and streams (``NO_EMBED_PATHS``) refuse ``Sec-Fetch-Site: cross-site`` and
+   ``same-site`` (Fetch Metadata), so another page cannot embed what the camera sees.
 3. Token: when a token is configured, every request outside ``PUBLIC_PATHS`` (the console's
    own page, script and style, which carry no data) needs ``Authorization: Bearer <token>`` or
    ``X-Langgrasp-Token: <token>`` (401 without, 403 with a wrong one; compared in constant time).
@@ -15,8 +19,9 @@ In order, for each HTTP request:
    without a length (chunked) is read up to the limit first and refused as soon as it exceeds it.
 
 Every response gets ``SECURITY_HEADERS`` (no sniffing, no framing, a same-origin content
-security policy: the console loads nothing from anywhere else). Errors are JSON
-``{"error": ..., "detail": ...}`` like every other error of the API.
+security policy: the console loads nothing from anywhere else; a same-origin resource policy:
+no other site may load a response). WebSocket connections are refused (the API has none).
+Errors are JSON ``{"error": ..., "detail": ...}`` like every other error of the API.
 """
 
 from __future__ import annotations
@@ -48,10 +53,24 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 TOKEN_HEADER = b"x-langgrasp-token"
 
+NO_EMBED_PATHS = ("/api/overlay", "/api/live", "/api/stream.mjpg", "/api/events")
+"""Pictures and streams: refused when another site's page asks for them (Fetch Metadata)."""
+
+FOREIGN_FETCH_SITES = frozenset({b"cross-site", b"same-site"})
+"""``Sec-Fetch-Site`` values of a request started by another site's page (Fetch Metadata
+Request Headers, W3C); ``same-site`` includes other ports of the same host."""
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+"""Port of a URL without one (RFC 9110 sections 4.2.1 and 4.2.2)."""
+
+WS_POLICY_VIOLATION = 1008
+"""WebSocket close code for a refused connection (RFC 6455 section 7.4.1)."""
+
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
     (
         b"content-security-policy",
         b"default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -101,14 +120,19 @@ class GuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check one request, then pass it on (or answer it with a JSON error)."""
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":  # no endpoint uses one: refuse before anything runs
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+            return
+        if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
         refusal = (
             self._host_refusal(headers)
-            or self._origin_refusal(scope, headers)
             or self._token_refusal(scope, headers)
+            or self._origin_refusal(scope, headers)
+            or self._embed_refusal(scope, headers)
         )
         if refusal is not None:
             status, body, extra = refusal
@@ -130,17 +154,27 @@ class GuardMiddleware:
         return 403, error_body("forbidden_host", detail), []
 
     def _origin_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
+        """Refuse a cross-origin state change; the token check has already run."""
         origin = headers.get(b"origin")
-        if scope["method"] in SAFE_METHODS or origin is None:
-            return None
-        host = headers.get(b"host", b"").decode("latin-1")
-        if urlsplit(origin.decode("latin-1")).netloc == host:
+        if scope["method"] in SAFE_METHODS or origin is None or self._token is not None:
+            return None  # with a token configured, a request that got here presented it
+        if _same_origin(origin.decode("latin-1"), scope, headers):
             return None
         detail = (
             f"requests from another site ({origin.decode('latin-1')}) may not control the "
             "robot; use the console this server serves, or a client that sends no Origin header"
         )
         return 403, error_body("cross_origin", detail), []
+
+    def _embed_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
+        site = headers.get(b"sec-fetch-site", b"").lower()
+        if site not in FOREIGN_FETCH_SITES or not scope["path"].startswith(NO_EMBED_PATHS):
+            return None
+        detail = (
+            f"a page from another site ({site.decode('latin-1')}) may not load the camera "
+            "pictures or streams; open them from the console this server serves"
+        )
+        return 403, error_body("cross_site", detail), []
 
     def _token_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
         if self._token is None or _public(scope["path"]):
@@ -177,9 +211,10 @@ class GuardMiddleware:
             try:
                 declared = int(length)
             except ValueError:
-                await send_json(
-                    send, 400, error_body("bad_request", "Content-Length is not a number")
-                )
+                declared = -1
+            if declared < 0:
+                detail = "Content-Length is not a whole number of bytes; send the body's length"
+                await send_json(send, 400, error_body("bad_request", detail))
                 return None
             if declared > limit:
                 await send_json(send, 413, too_large)
@@ -223,6 +258,19 @@ def _supplied_token(headers: dict[bytes, bytes]) -> bytes | None:
             return value.strip()
     token = headers.get(TOKEN_HEADER)
     return token.strip() if token else None
+
+
+def _same_origin(origin: str, scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    """Whether ``origin`` has this server's scheme, host and port (``Host`` header)."""
+    scheme = str(scope.get("scheme", "http"))
+    try:
+        parts = urlsplit(origin)
+        theirs = (parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme))
+        mine = urlsplit(f"{scheme}://{headers.get(b'host', b'').decode('latin-1')}")
+        ours = (scheme, mine.hostname, mine.port or DEFAULT_PORTS.get(scheme))
+    except ValueError:  # a malformed port or host
+        return False
+    return theirs[1] is not None and theirs == ours
 
 
 def _hostname(host_header: str) -> str:

@@ -70,7 +70,8 @@ def bind_socket(settings: WebSettings) -> socket.socket:
             "another --port or stop the program using it"
         ) from err
     sock.listen(LISTEN_BACKLOG)
-    sock.set_inheritable(True)
+    # Not inheritable (Python's default): uvicorn serves it in this process; only its reload and
+    # multi-worker modes, which langgrasp does not use, hand the socket to child processes.
     return sock
 
 

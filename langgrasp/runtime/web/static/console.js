@@ -12,26 +12,46 @@
   const AUDIT_RECORDS = 40;
   const RECONNECT_MS = 1000;
   const REFRESH_DELAY_MS = 30;
+  const STOP_TIMEOUT_MS = 2000; // a stop not answered by then is reported as failed
   const $ = (id) => document.getElementById(id);
 
-  let token = loadToken();
+  let token = null;
   let askingToken = false;
   let shownDetection = -1;
   let liveFps = 0;
   let liveTimer = null;
   let refreshTimer = null;
+  let refreshing = false; // one state/audit refresh in flight at a time
+  let refreshAgain = false;
   let overlayUrl = null;
   let latestAction = 0; // a late reply must not overwrite a newer one (e.g. confirm after stop)
+
+  // STOP and Escape first: nothing that runs later (token, events, pictures) can take them away.
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      stop();
+    }
+  });
+  $("stop").addEventListener("click", stop);
+
+  token = loadToken();
 
   // -- access token --------------------------------------------------------------------------
 
   function loadToken() {
-    const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
-    if (match) {
-      sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
-      history.replaceState(null, "", location.pathname + location.search);
+    try {
+      const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
+      if (match) {
+        history.replaceState(null, "", location.pathname + location.search);
+        sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+      }
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch (err) {
+      // A malformed #token= (or storage that is off): ask for the token when a request needs it.
+      showReply(599, { detail: `the token in the address could not be read (${err.message})` });
+      return null;
     }
-    return sessionStorage.getItem(TOKEN_KEY);
   }
 
   function askToken(detail) {
@@ -51,8 +71,8 @@
 
   // -- requests ------------------------------------------------------------------------------
 
-  async function request(method, path, body, retry = true) {
-    const options = { method, headers: headers() };
+  async function request(method, path, body, retry = true, signal = undefined) {
+    const options = { method, headers: headers(), signal };
     if (body !== undefined) {
       options.headers = headers({ "Content-Type": "application/json" });
       options.body = JSON.stringify(body);
@@ -61,14 +81,14 @@
     if ((response.status === 401 || response.status === 403) && retry) {
       const error = await response.json().catch(() => ({}));
       if (askToken(error.detail || "This server needs an access token.")) {
-        return request(method, path, body, false);
+        return request(method, path, body, false, signal);
       }
     }
     return response;
   }
 
-  async function requestJson(method, path, body) {
-    const response = await request(method, path, body);
+  async function requestJson(method, path, body, signal = undefined) {
+    const response = await request(method, path, body, true, signal);
     let data;
     try {
       data = await response.json();
@@ -110,14 +130,18 @@
     const mine = ++latestAction;
     const button = $("stop");
     button.classList.add("sent");
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), STOP_TIMEOUT_MS);
     try {
-      const { status, data } = await requestJson("POST", "/api/stop");
+      const { status, data } = await requestJson("POST", "/api/stop", undefined, abort.signal);
       if (status >= 400) throw new Error(data.detail || status);
       if (mine === latestAction) showReply(status, data);
     } catch (err) {
       // A failed stop is always shown, whatever else happened meanwhile.
-      showReply(599, { detail: `STOP FAILED (${err.message}): use the emergency stop` });
+      const why = abort.signal.aborted ? `no answer within ${STOP_TIMEOUT_MS} ms` : err.message;
+      showReply(599, { detail: `STOP FAILED (${why}): use the emergency stop` });
     } finally {
+      clearTimeout(timer);
       button.classList.remove("sent");
       scheduleRefresh();
     }
@@ -137,12 +161,26 @@
   // -- state ---------------------------------------------------------------------------------
 
   function scheduleRefresh() {
+    if (refreshing) {
+      refreshAgain = true; // once the one in flight is done
+      return;
+    }
     if (refreshTimer !== null) return;
-    refreshTimer = setTimeout(() => {
-      refreshTimer = null;
-      refreshState();
-      refreshAudit();
-    }, REFRESH_DELAY_MS);
+    refreshTimer = setTimeout(runRefresh, REFRESH_DELAY_MS);
+  }
+
+  async function runRefresh() {
+    refreshTimer = null;
+    refreshing = true;
+    try {
+      await Promise.all([refreshState(), refreshAudit()]);
+    } finally {
+      refreshing = false;
+      if (refreshAgain) {
+        refreshAgain = false;
+        scheduleRefresh();
+      }
+    }
   }
 
   async function refreshState() {
@@ -477,13 +515,6 @@
 
   // -- wiring --------------------------------------------------------------------------------
 
-  document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") {
-      event.preventDefault();
-      stop();
-    }
-  });
-  $("stop").addEventListener("click", stop);
   $("command-form").addEventListener("submit", (event) => {
     event.preventDefault();
     sendCommand($("command").value);
@@ -495,7 +526,6 @@
   $("mic").addEventListener("click", listenForSpeech);
   $("live").addEventListener("change", (event) => setLive(event.target.checked));
 
-  refreshState();
-  refreshAudit();
+  runRefresh();
   listen();
 })();
