@@ -688,6 +688,7 @@ def test_controller_program_restart_mid_move_halts_the_pick(slow_rig):
         message = loop.last_report.message
         assert "idle" in message and ("without arriving" in message or "restarted" in message)
         steps = [s["step"] for s in loop.last_report.steps]
-    assert steps == ["preopen", "pregrasp"]  # never descended
+    # Never descended (the pre-grasp step is listed or not, depending on who noticed first).
+    assert steps in (["preopen"], ["preopen", "pregrasp"])
     assert len(rig.arm.targets) == 1
     assert (True, 255) not in gripper_gotos(rig.gripper)

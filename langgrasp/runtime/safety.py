@@ -280,7 +280,26 @@ class SafetyGate:
             raise SafetyError(f"{label}: {problem}")
 
 
-class GuardedArm:
+class _Latched:
+    """The stop-latch controls shared by the guarded devices (``self._latch`` is a _StopLatch)."""
+
+    _latch: _StopLatch
+
+    def latch_stop(self) -> None:
+        """Refuse motion commands from now on (no I/O; ``stop`` does this first, then sends)."""
+        self._latch.set()
+
+    def clear_stop(self) -> None:
+        """An operator command: motion commands are allowed again."""
+        self._latch.clear()
+
+    @property
+    def stop_latched(self) -> bool:
+        """True between ``stop`` and ``clear_stop``."""
+        return self._latch.is_set()
+
+
+class GuardedArm(_Latched):
     """The only way the pick loop reaches the arm: every target passes the gate first.
 
     Args:
@@ -397,19 +416,6 @@ class GuardedArm:
             return bool(check(status, sequence))
         return status.state is ArmState.IDLE and status.sequence == sequence
 
-    def latch_stop(self) -> None:
-        """Refuse motion commands from now on (no I/O; ``stop`` does this first, then sends)."""
-        self._latch.set()
-
-    def clear_stop(self) -> None:
-        """An operator command: motion commands are allowed again."""
-        self._latch.clear()
-
-    @property
-    def stop_latched(self) -> bool:
-        """True between ``stop`` and ``clear_stop``."""
-        return self._latch.is_set()
-
     def home(self, label: str = "home", wait: bool = False, timeout_s: float = 30.0) -> ArmStatus:
         """Send the controller's home command (its home pose is configured on the controller).
 
@@ -451,7 +457,7 @@ class GuardedArm:
             reconnect(self._arm, attempts, first_delay_s, max_delay_s)
 
 
-class GuardedGripper:
+class GuardedGripper(_Latched):
     """The only way the pick loop reaches the gripper: every opening passes the gate first.
 
     Args:
@@ -565,19 +571,6 @@ class GuardedGripper:
         """
         self._latch.set()
         return self._send_stop()
-
-    def latch_stop(self) -> None:
-        """Refuse motion commands from now on (no I/O; ``stop`` does this first, then sends)."""
-        self._latch.set()
-
-    def clear_stop(self) -> None:
-        """An operator command: motion commands are allowed again."""
-        self._latch.clear()
-
-    @property
-    def stop_latched(self) -> bool:
-        """True between ``stop`` and ``clear_stop``."""
-        return self._latch.is_set()
 
     def _send_stop(self) -> bool:
         if not self.execute or self._gripper is None:
