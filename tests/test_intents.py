@@ -7,6 +7,7 @@ import pytest
 from langgrasp.datasets.synthetic import TEMPLATES
 from langgrasp.runtime.intents import (
     DETECTOR_VERB,
+    HELP_TEXT,
     IntentKind,
     detector_command,
     normalise,
@@ -84,6 +85,9 @@ def test_structured_targets_are_kept(line, target):
         ("go home", IntentKind.HOME),
         ("open", IntentKind.OPEN),
         ("open the gripper", IntentKind.OPEN),
+        ("activate", IntentKind.ACTIVATE),
+        ("activate gripper", IntentKind.ACTIVATE),
+        ("Please activate the gripper.", IntentKind.ACTIVATE),
         ("status", IntentKind.STATUS),
         ("help", IntentKind.HELP),
         ("", IntentKind.EMPTY),
@@ -129,3 +133,7 @@ def test_intent_to_dict_is_json_ready():
         "target": "the green ball",
         "detector_command": "pick up the green ball",
     }
+
+
+def test_help_text_names_the_activate_command():
+    assert "'activate'" in HELP_TEXT and "open and close fully" in HELP_TEXT

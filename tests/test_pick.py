@@ -380,6 +380,73 @@ def test_arm_server_dies_mid_pick_then_reconnects(slow_rig):
     assert rig.arm.commands[-1].command == ArmCommand.HOME
 
 
+def gripper_lost_and_back(rig: Rig, loop: PickLoop, sim: RobotiqSim) -> None:
+    """The gripper's link goes down, the loop notices, ``sim`` answers on the same port again."""
+    port = rig.gripper_server.port
+    rig.gripper_server.stop()
+    assert loop.status(refresh=True)["gripper"]["lost"]  # the refresh could not read it
+    rig.gripper = sim
+    rig.gripper_server = SimServer(sim.sim_device(), port=port, framer="rtu", name="robotiq")
+    rig.gripper_server.start()
+    sim.clear_writes()
+
+
+def activation_writes(sim: RobotiqSim) -> list[RobotiqCommand]:
+    commands = [RobotiqCommand.from_registers(values) for _, values in sim.writes]
+    return [c for c in commands if c.activate and not c.go]
+
+
+@pytest.mark.parametrize(
+    ("fault", "needle"), [(None, "not activated (state reset)"), (14, "gFLT 14")]
+)
+def test_reconnected_gripper_needing_activation_waits_for_the_operator(rig, fault, needle):
+    with rig.loop() as loop:
+        fresh = RobotiqSim(finger_speed_m_s=5.0, activation_s=0.01)  # power-cycled: reset
+        if fault is not None:  # the same unit, now with a fault that needs re-activation
+            fresh = rig.gripper
+            fresh.inject_fault(fault)
+        gripper_lost_and_back(rig, loop, fresh)
+        for line in ("pick the bar", "open"):
+            reply = loop.command(line)
+            assert loop.wait_until_settled(WAIT_S)
+            message = reply.message if line != "open" else loop.status()["message"]
+            assert needle in message and "say 'activate'" in message, message
+            assert loop.state is LoopState.IDLE
+        assert fresh.writes == []  # no activation (nor anything else) was sent
+        assert loop.last_report.outcome == "refused"
+        reply = loop.command("activate the gripper")
+        assert reply.ok and "open and close fully" in reply.message
+        assert loop.wait_until_settled(WAIT_S)
+        assert loop.state is LoopState.IDLE, loop.status()["message"]
+        assert len(activation_writes(fresh)) == 1
+        assert loop.command("pick the bar").ok
+        fresh.set_object(loop.last_report.chosen.pose.opening_m * 0.6)
+        assert loop.command("confirm").ok
+        assert loop.wait_until_settled(WAIT_S)
+        assert loop.last_report.outcome == "placed", loop.last_report.message
+    assert len(activation_writes(fresh)) == 1  # only the operator's
+
+
+def test_over_temperature_after_a_reconnect_is_refused_until_it_clears(rig):
+    with rig.loop() as loop:
+        rig.gripper.inject_fault(8)
+        gripper_lost_and_back(rig, loop, rig.gripper)
+        reply = loop.command("pick the bar")
+        assert not reply.ok and "over-temperature" in reply.message
+        rig.gripper.clear_fault()  # cooled down: still activated, nothing to re-activate
+        assert loop.command("pick the bar").ok
+    assert rig.gripper.writes == []
+
+
+def test_activate_is_logged_only_in_a_dry_run(rig):
+    with rig.loop(execute=False) as loop:
+        reply = loop.command("activate")
+        assert reply.ok and "dry run" in reply.message
+        assert loop.wait_until_settled(WAIT_S)
+        ops = [r["op"] for r in loop.audit.tail(100, "would_send")]
+    assert ops == ["activate"] and rig.gripper.writes == []
+
+
 def test_arm_controller_not_answering_stops_the_pick(rig):
     rig.arm.stall()
     with rig.loop(arm={"ack_timeout_s": 0.5}) as loop:

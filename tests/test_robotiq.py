@@ -387,9 +387,22 @@ def test_bad_input_is_rejected_before_anything_is_written(rig, call, match):
 
 def test_move_before_activation_is_refused(rig):
     sim, gripper = rig()
-    with pytest.raises(DeviceError, match="not activated; call activate"):
+    with pytest.raises(DeviceError, match="not activated"):
         gripper.close()
     assert sim.writes == []
+
+
+def test_gripper_reset_behind_the_drivers_back_is_not_reactivated_by_a_move(rig):
+    sim, gripper = rig()
+    gripper.activate(timeout_s=2.0)
+    other = ModbusLink(gripper.config.modbus, name="power-cycle")
+    other.connect()
+    other.write(1000, [0, 0, 0])  # as after a power cycle: rACT cleared, link still up
+    other.close()
+    before = len(sim.writes)
+    with pytest.raises(DeviceError, match="not activated"):
+        gripper.move_to(0.05)  # rACT=1 + rGTO=1 would start an activation here
+    assert len(sim.writes) == before
 
 
 def test_reconnected_driver_accepts_an_already_activated_gripper(rig):

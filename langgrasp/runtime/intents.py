@@ -34,6 +34,7 @@ class IntentKind(str, Enum):
     STOP = "stop"
     HOME = "home"
     OPEN = "open"
+    ACTIVATE = "activate"  # gripper activation: the fingers open and close fully
     STATUS = "status"
     HELP = "help"
     EMPTY = "empty"  # nothing left after removing fillers
@@ -143,6 +144,7 @@ PHRASES: dict[IntentKind, tuple[str, ...]] = {
         "let go",
         "drop it",
     ),
+    IntentKind.ACTIVATE: ("activate", "activate gripper", "activate the gripper"),
     IntentKind.STATUS: ("status", "state", "where are you", "what are you doing", "report"),
     IntentKind.HELP: ("help", "commands", "what can i say"),
 }
@@ -154,7 +156,8 @@ DETERMINERS = ("the", "a", "an", "that", "this", "one", "some")
 HELP_TEXT = (
     "commands: 'pick the red mug' (also grab / get / take / pick up), 'confirm' (yes, go, do "
     "it), 'next' (another one), 'stop' (halt, abort; works at any time), 'home', 'open', "
-    "'status', 'help'"
+    "'activate' (gripper activation: the fingers open and close fully; make sure it holds "
+    "nothing), 'status', 'help'"
 )
 
 _PUNCTUATION = re.compile(r"[^\w\s'-]+")

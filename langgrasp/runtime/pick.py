@@ -83,7 +83,8 @@ AUDIT_MEMORY_RECORDS = 20_000
 when register reads are audited too (a status poll every few milliseconds during motions)."""
 
 NEEDS_ACTIVATION = frozenset({GripperState.RESET, GripperState.ACTIVATING, GripperState.FAULT})
-"""Gripper states after which ``--execute`` runs the activation at start (the fingers move)."""
+"""Gripper states after which ``--execute`` runs the activation at start (the fingers move); after
+a reconnect the loop only refuses gripper commands until the operator says "activate"."""
 
 
 class LoopState(str, Enum):
@@ -102,6 +103,7 @@ class LoopState(str, Enum):
     RELEASE = "release"
     HOME = "home"
     OPENING = "opening"  # operator "open"
+    ACTIVATING = "activating"  # operator "activate"
     STOPPED = "stopped"
     FAULT = "fault"
 
@@ -318,6 +320,10 @@ def _describe_command(record: dict[str, Any]) -> str:
     return text
 
 
+class GripperNotActivatedError(DeviceError):
+    """The gripper lost its activation (or faulted) and waits for the operator's "activate"."""
+
+
 class _StoppedError(LanggraspError):
     """The operator (or the watchdog) stopped the loop."""
 
@@ -407,6 +413,7 @@ class PickLoop:
         self._abort_reason: str | None = None
         self._active_device: str | None = None  # the device the running step talks to
         self._lost: set[str] = set()
+        self._gripper_unready: str | None = None  # why a reconnected gripper needs "activate"
         self._device_status: dict[str, dict[str, Any]] = {}
         self._camera_problem: str | None = None
         self._candidates: list[Candidate] = []
@@ -452,6 +459,7 @@ class PickLoop:
             IntentKind.STOP: self.stop,
             IntentKind.HOME: self.home,
             IntentKind.OPEN: self.open,
+            IntentKind.ACTIVATE: self.activate,
             IntentKind.STATUS: self._status_reply,
             IntentKind.HELP: lambda: self._reply(True, HELP_TEXT),
         }
@@ -579,6 +587,25 @@ class PickLoop:
             self._begin_command()
             self._start_job("open", self._run_open, None)
         return self._reply(True, "opening the gripper" + ("" if self.execute else " (dry run)"))
+
+    def activate(self) -> Reply:
+        """Run the gripper activation (worker thread): the fingers open and close fully.
+
+        The operator's remedy for a gripper that lost its activation (after a power or link
+        loss) or reports a fault that needs it; the loop never activates on its own after start.
+        """
+        with self._lock:
+            if self.busy:
+                return self._reply(False, f"busy ({self._state.value}); say stop first")
+            if not self._gripper.present:
+                return self._reply(False, "no [gripper] in robot.toml; nothing to activate")
+            self._begin_command()
+            self._start_job("activate", self._run_activate, None)
+        return self._reply(
+            True,
+            "activating the gripper: the fingers open and close fully"
+            + ("" if self.execute else " (dry run)"),
+        )
 
     def wait_until_settled(self, timeout_s: float | None = None) -> bool:
         """Block until no motion runs; True if settled within ``timeout_s``."""
@@ -947,7 +974,7 @@ class PickLoop:
         )
 
     def _run_home(self) -> tuple[LoopState, str, str]:
-        self._ensure_devices()
+        self._ensure_devices(gripper_needed=False)
         self._go_home(None)
         return LoopState.IDLE, "home", "at home" + self._dry_note()
 
@@ -956,6 +983,18 @@ class PickLoop:
         self._enter(LoopState.OPENING, "opening the gripper")
         self._grip("open", self._gripper.max_opening_m, None)
         return LoopState.IDLE, "open", "gripper open" + self._dry_note()
+
+    def _run_activate(self) -> tuple[LoopState, str, str]:
+        self._ensure_devices(gripper_needed=False)
+        self._enter(LoopState.ACTIVATING, "activating the gripper (the fingers open and close)")
+        self._check_stop()
+        self._active_device = "gripper"
+        status = self._gripper.activate(self.motion.activate_timeout_s)
+        self._device_status["gripper"] = status.to_dict()
+        self._check_stop()
+        with self._lock:
+            self._gripper_unready = None
+        return LoopState.IDLE, "activated", "gripper activated" + self._dry_note()
 
     def _go_home(self, report: PickReport | None) -> None:
         self._enter(LoopState.HOME, "moving home")
@@ -1135,6 +1174,8 @@ class PickLoop:
         may have reached the device before the command did); a link marked lost is reconnected
         once by the device's own stop.
         """
+        if isinstance(err, GripperNotActivatedError):  # refused before anything was sent
+            return LoopState.IDLE, "refused", str(err)
         if isinstance(err, (_StoppedError, StopLatchedError)) or (
             isinstance(err, DeviceError)
             and not isinstance(err, (DeviceFaultError, DeviceTimeoutError, DeviceDisconnectedError))
@@ -1204,14 +1245,24 @@ class PickLoop:
             return "no [gripper] in robot.toml: the grasp was computed, but nothing can hold it"
         return None
 
-    def _ensure_devices(self) -> None:
-        """Reconnect devices lost earlier, with backoff.
+    def _ensure_devices(self, gripper_needed: bool = True) -> None:
+        """Reconnect devices lost earlier, with backoff; never activates the gripper.
+
+        A reconnected gripper (``--execute``) that needs activation -- it was power-cycled or
+        reports a fault -- is remembered: commands that use it are refused until the operator
+        says "activate" (activation moves the fingers fully: it could drop a held object, and
+        it is the wrong remedy for faults such as over-temperature).
+
+        Args:
+            gripper_needed: The command moves the gripper (refused while it needs activation).
 
         Raises:
             DeviceError: with ``--execute``, a device is still unreachable (in a dry run it is
                 only reported).
+            GripperNotActivatedError: ``gripper_needed`` and the gripper needs activation.
         """
         s = self.settings
+        checked = False  # the gripper's activation was read after a reconnect
         for name, device in (("arm", self._arm), ("gripper", self._gripper)):
             if name not in self._lost or not device.present:
                 continue
@@ -1229,9 +1280,37 @@ class PickLoop:
                 self._lost.discard(name)
                 self._device_status.pop(name, None)
             self.audit.record("reconnected", device=name)
-            gripper_reset = name == "gripper" and self.execute
-            if gripper_reset and self._gripper.status().state in NEEDS_ACTIVATION:
-                self._gripper.activate(self.motion.activate_timeout_s)
+            if name == "gripper" and self.execute:
+                checked = True
+                self._check_gripper_activation()
+        unready = gripper_needed and self._gripper_unready is not None
+        if unready and (checked or self._check_gripper_activation()):  # read again: still?
+            raise GripperNotActivatedError(str(self._gripper_unready))
+
+    def _check_gripper_activation(self) -> bool:
+        """Read the gripper; remember (and return True) when it needs the operator's activate."""
+        self._active_device = "gripper"
+        status = self._gripper.status()
+        with self._lock:
+            self._device_status["gripper"] = status.to_dict()
+            if status.state not in NEEDS_ACTIVATION:
+                self._gripper_unready = None
+                return False
+            then = (
+                "make sure it holds nothing, then say 'activate' (the fingers open and close fully)"
+            )
+            if status.state is GripperState.FAULT:
+                self._gripper_unready = (
+                    f"the gripper reports a fault ({status.message}); nothing was sent. Do what "
+                    f"the fault says; when it needs re-activation, {then}"
+                )
+            else:
+                self._gripper_unready = (
+                    f"the gripper is not activated (state {status.state.value}); nothing was "
+                    f"sent. {then[0].upper()}{then[1:]}"
+                )
+        self.audit.record("fault", device="gripper", error=self._gripper_unready)
+        return True
 
     def _mark_lost(self, name: str, err: Exception) -> None:
         with self._lock:

@@ -1,11 +1,12 @@
 """The typed operator console: one command per line, replies and state changes printed.
 
 ``run_repl(loop)`` reads lines (``pick the red mug``, ``next``, ``confirm``, ``stop``, ``home``,
-``open``, ``status``, ``help``) from a stream, hands each to ``PickLoop.command`` and prints the
-reply; state changes made by the motion thread are printed as they happen. When the input is not
-a terminal (a script or a test's ``io.StringIO``), each command's motion finishes before the next
-line is read, so scripted sessions run in order. Ctrl-C stops the robot and ends the session; end
-of input stops a motion still running and ends it. The caller closes the loop.
+``open``, ``activate``, ``status``, ``help``) from a stream, hands each to ``PickLoop.command``
+and prints the reply; state changes made by the motion thread are printed as they happen. When
+the input is not a terminal (a script or a test's ``io.StringIO``), each command's motion
+finishes before the next line is read, so scripted sessions run in order. Ctrl-C stops the robot
+and ends the session; end of input stops a motion still running and ends it. The caller closes
+the loop.
 """
 
 from __future__ import annotations

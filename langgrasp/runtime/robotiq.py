@@ -721,13 +721,17 @@ class RobotiqGripper(Gripper):
 
     def _goto(self, position: int, speed: int, force: int, width_m: float | None) -> None:
         with self._lock:
-            if not self._activated:
-                if not self._read_raw().active:
-                    raise DeviceError(
-                        f"{self.name}: the gripper is not activated; call activate() first "
-                        "(the fingers open and close fully)"
-                    )
-                self._activated = True
+            # Read the status before every go-to, not only the first: a gripper that lost power
+            # while the Modbus link stayed up reads as reset, and a go-to (rACT=1, rGTO=1) would
+            # start an activation on it, moving the fingers fully.
+            if not self._read_raw().active:
+                self._activated = False
+                raise DeviceError(
+                    f"{self.name}: the gripper is not activated (never activated, reset or "
+                    "power-cycled); make sure it holds nothing, then activate it (the fingers "
+                    "open and close fully)"
+                )
+            self._activated = True
             command = goto_command(position, speed, force)
             self._write(command)
             self._last = command

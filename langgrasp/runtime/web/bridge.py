@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXCLUSIVE = frozenset({IntentKind.PICK, IntentKind.CONFIRM, IntentKind.HOME, IntentKind.OPEN})
+EXCLUSIVE = frozenset(
+    {IntentKind.PICK, IntentKind.CONFIRM, IntentKind.HOME, IntentKind.OPEN, IntentKind.ACTIVATE}
+)
 """Intents the loop refuses while busy; the API answers them with 409 instead."""
 
 GUARDED = EXCLUSIVE | {IntentKind.NEXT}
