@@ -281,9 +281,47 @@ class SafetyGate:
 
 
 class _Latched:
-    """The stop-latch controls shared by the guarded devices (``self._latch`` is a _StopLatch)."""
+    """Stop handling shared by the guarded devices: the latch, the stop itself, reconnection.
 
+    Subclasses set ``name``, ``execute``, ``audit`` and ``_latch`` (a ``_StopLatch``) and return
+    their device (or None) from ``_device``.
+    """
+
+    name: str
+    execute: bool
+    audit: AuditLog
     _latch: _StopLatch
+
+    def _device(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> bool:
+        """Latch the stop, then stop the device at once (logged only in a dry run). Never raises.
+
+        Returns:
+            False when the stop command could not be sent (the link is down).
+        """
+        self._latch.set()
+        return self._send_stop()
+
+    def _send_stop(self) -> bool:
+        device = self._device()
+        if not self.execute or device is None:
+            self.audit.record("would_send", device=self.name, op="stop")
+            return True
+        try:
+            device.stop()
+        except Exception as err:  # stop must never raise; the caller reports the state
+            log.warning("%s stop failed: %s", self.name, err)
+            self.audit.record("fault", device=self.name, op="stop", error=str(err))
+            return False
+        return True
+
+    def reconnect(self, attempts: int, first_delay_s: float, max_delay_s: float) -> None:
+        """Reconnect with exponential backoff (see ``reconnect``)."""
+        device = self._device()
+        if device is not None:
+            reconnect(device, attempts, first_delay_s, max_delay_s)
 
     def latch_stop(self) -> None:
         """Refuse motion commands from now on (no I/O; ``stop`` does this first, then sends)."""
@@ -430,31 +468,8 @@ class GuardedArm(_Latched):
         with self._latch.sending(label, self._send_stop):
             return self._arm.home(wait=wait, timeout_s=timeout_s)
 
-    def stop(self) -> bool:
-        """Latch the stop, then halt the arm at once (logged only in a dry run). Never raises.
-
-        Returns:
-            False when the stop command could not be sent (the link is down).
-        """
-        self._latch.set()
-        return self._send_stop()
-
-    def _send_stop(self) -> bool:
-        if not self.execute or self._arm is None:
-            self.audit.record("would_send", device=self.name, op="stop")
-            return True
-        try:
-            self._arm.stop()
-        except Exception as err:  # stop must never raise; the caller reports the state
-            log.warning("arm stop failed: %s", err)
-            self.audit.record("fault", device=self.name, op="stop", error=str(err))
-            return False
-        return True
-
-    def reconnect(self, attempts: int, first_delay_s: float, max_delay_s: float) -> None:
-        """Reconnect with exponential backoff (see ``reconnect``)."""
-        if self._arm is not None:
-            reconnect(self._arm, attempts, first_delay_s, max_delay_s)
+    def _device(self) -> Arm | None:
+        return self._arm
 
 
 class GuardedGripper(_Latched):
@@ -563,31 +578,8 @@ class GuardedGripper(_Latched):
             return self._dry_status(GripperState.AT_POSITION, "no gripper configured")
         return self._gripper.status()
 
-    def stop(self) -> bool:
-        """Latch the stop, then stop the fingers (logged only in a dry run). Never raises.
-
-        Returns:
-            False when the stop command could not be sent (the link is down).
-        """
-        self._latch.set()
-        return self._send_stop()
-
-    def _send_stop(self) -> bool:
-        if not self.execute or self._gripper is None:
-            self.audit.record("would_send", device=self.name, op="stop")
-            return True
-        try:
-            self._gripper.stop()
-        except Exception as err:  # stop must never raise; the caller reports the state
-            log.warning("gripper stop failed: %s", err)
-            self.audit.record("fault", device=self.name, op="stop", error=str(err))
-            return False
-        return True
-
-    def reconnect(self, attempts: int, first_delay_s: float, max_delay_s: float) -> None:
-        """Reconnect with exponential backoff (see ``reconnect``)."""
-        if self._gripper is not None:
-            reconnect(self._gripper, attempts, first_delay_s, max_delay_s)
+    def _device(self) -> Gripper | None:
+        return self._gripper
 
     def _dry_status(self, state: GripperState, message: str = "dry run") -> GripperStatus:
         width = self._requested if self._requested is not None else 0.0
