@@ -301,7 +301,6 @@ def run_demo(
 
 def _home_pose() -> np.ndarray:
     """The simulated arm's home: above the camera's view, tool pointing down."""
-    pose = np.eye(4)
-    pose[:3, :3] = np.diag([1.0, -1.0, -1.0])
-    pose[:3, 3] = (CAMERA_XY_M[0], CAMERA_XY_M[1], WORKSPACE_TOP_M - WORKSPACE_MARGIN_M)
-    return pose
+    from langgrasp.runtime.geometry import top_down_pose
+
+    return top_down_pose((*CAMERA_XY_M, WORKSPACE_TOP_M - WORKSPACE_MARGIN_M), 0.0)

@@ -12,7 +12,9 @@ tool (end-effector) frame expressed in the robot base frame.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -36,6 +38,35 @@ class DeviceDisconnectedError(DeviceError):
 
 class DeviceFaultError(DeviceError):
     """The device reports a fault (gripper fault bits, arm protective stop)."""
+
+
+def retry_with_backoff(
+    action: Callable[[], None],
+    attempts: int,
+    first_delay_s: float,
+    max_delay_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, DeviceError | None]:
+    """Run ``action`` until it stops raising ``DeviceError``, pausing longer after each failure.
+
+    The pause starts at ``first_delay_s`` and doubles up to ``max_delay_s``; there is no pause
+    after the last attempt.
+
+    Returns:
+        ``(attempt, None)`` with the attempt that succeeded, or ``(attempts, last error)``.
+    """
+    delay = first_delay_s
+    error: DeviceError | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            action()
+            return attempt, None
+        except DeviceError as err:
+            error = err
+            if attempt < attempts:
+                sleep(delay)
+                delay = min(delay * 2, max_delay_s)
+    return attempts, error
 
 
 class GripperState(str, Enum):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -282,17 +283,20 @@ def grasp_pose(
     yaw = float(wrap_angle(math.atan2(axis[1], axis[0])))
     approach = np.array([0.0, 0.0, -1.0])
     position = points_base[0] + config.grasp_depth_offset_m * approach
-    grasp_t = _top_down(position, yaw)
+    grasp_t = top_down_pose(position, yaw)
     pregrasp = grasp_t.copy()
     pregrasp[2, 3] += config.pregrasp_height_m
     return GraspPose(grasp_t, pregrasp, position, yaw, opening, depth, points_cam[0])
 
 
-def _top_down(position: np.ndarray, yaw: float) -> np.ndarray:
-    """Tool pose: x = (cos yaw, sin yaw, 0), z = (0, 0, -1), y = z × x; at ``position``."""
-    x_axis = np.array([math.cos(yaw), math.sin(yaw), 0.0])
+def top_down_pose(position_m: Any, yaw_rad: float) -> np.ndarray:
+    """A tool pose pointing down at ``position_m`` (x, y, z), base frame, metres.
+
+    Tool axes: x = (cos yaw, sin yaw, 0), z = (0, 0, -1), y = z × x.
+    """
+    x_axis = np.array([math.cos(yaw_rad), math.sin(yaw_rad), 0.0])
     z_axis = np.array([0.0, 0.0, -1.0])
     pose = np.eye(4)
     pose[:3, :3] = np.column_stack([x_axis, np.cross(z_axis, x_axis), z_axis])
-    pose[:3, 3] = position
+    pose[:3, 3] = np.asarray(position_m, dtype=np.float64)
     return pose

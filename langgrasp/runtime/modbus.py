@@ -28,7 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgrasp.errors import InputError
-from langgrasp.runtime.devices import DeviceDisconnectedError, DeviceError, DeviceTimeoutError
+from langgrasp.runtime.devices import (
+    DeviceDisconnectedError,
+    DeviceError,
+    DeviceTimeoutError,
+    retry_with_backoff,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,20 +178,15 @@ class ModbusLink:
         Raises:
             DeviceDisconnectedError: every attempt failed (the message counts them).
         """
-        delay = self.config.reconnect_first_s
-        for attempt in range(1, attempts + 1):
-            try:
-                self.connect()
-                log.info("%s: reconnected on attempt %d", self.name, attempt)
-                return
-            except DeviceDisconnectedError:
-                if attempt == attempts:
-                    break
-                sleep(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
-        raise DeviceDisconnectedError(
-            f"{self.name}: {self.config.describe()} still unreachable after {attempts} attempts"
+        c = self.config
+        attempt, error = retry_with_backoff(
+            self.connect, attempts, c.reconnect_first_s, c.reconnect_max_s, sleep
         )
+        if error is not None:
+            raise DeviceDisconnectedError(
+                f"{self.name}: {c.describe()} still unreachable after {attempts} attempts"
+            )
+        log.info("%s: reconnected on attempt %d", self.name, attempt)
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""

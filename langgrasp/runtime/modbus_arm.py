@@ -591,16 +591,6 @@ class ModbusArm(Arm):
         self._sequence = self.link.read(self.map.address("sequence"), 1)[0]
         self._stop_if_moving()
 
-    def reconnect(self, attempts: int = 5) -> None:
-        """Reconnect with backoff (``ModbusLink.reconnect``) and re-read the sequence register.
-
-        Raises:
-            DeviceError: unreachable, or the arm still moves after the stop sent on connecting.
-        """
-        self.link.reconnect(attempts)
-        self._sequence = self.link.read(self.map.address("sequence"), 1)[0]
-        self._stop_if_moving()
-
     def _stop_if_moving(self) -> None:
         """A motion from before the link came up (lost link, earlier run) is stopped first.
 

@@ -57,7 +57,12 @@ from langgrasp.runtime.devices import (
     GripperState,
     GripperStatus,
 )
-from langgrasp.runtime.geometry import GraspGeometryConfig, GraspGeometryError, GraspPose
+from langgrasp.runtime.geometry import (
+    GraspGeometryConfig,
+    GraspGeometryError,
+    GraspPose,
+    top_down_pose,
+)
 from langgrasp.runtime.geometry import grasp_pose as compute_grasp_pose
 from langgrasp.runtime.intents import HELP_TEXT, IntentKind, detector_command, parse_intent
 from langgrasp.runtime.safety import (
@@ -326,16 +331,6 @@ class GripperNotActivatedError(DeviceError):
 
 class _StoppedError(LanggraspError):
     """The operator (or the watchdog) stopped the loop."""
-
-
-def top_down_pose(position_m: Any, yaw_rad: float) -> np.ndarray:
-    """Tool pose pointing down (tool z = base -z), tool x at ``yaw_rad`` about base z; metres."""
-    x_axis = np.array([math.cos(yaw_rad), math.sin(yaw_rad), 0.0])
-    z_axis = np.array([0.0, 0.0, -1.0])
-    pose = np.eye(4)
-    pose[:3, :3] = np.column_stack([x_axis, np.cross(z_axis, x_axis), z_axis])
-    pose[:3, 3] = np.asarray(position_m, dtype=np.float64)
-    return pose
 
 
 def raised(pose: np.ndarray, height_m: float) -> np.ndarray:

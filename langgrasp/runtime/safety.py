@@ -52,6 +52,7 @@ from langgrasp.runtime.devices import (
     Gripper,
     GripperState,
     GripperStatus,
+    retry_with_backoff,
 )
 
 log = logging.getLogger(__name__)
@@ -646,19 +647,14 @@ def reconnect(
     Raises:
         DeviceError: every attempt failed (the last error's message, with the count).
     """
-    delay = first_delay_s
-    error: DeviceError | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            device.disconnect()
-            device.connect()
-            return
-        except DeviceError as err:
-            error = err
-            if attempt < attempts:
-                sleep(delay)
-                delay = min(delay * 2, max_delay_s)
-    raise DeviceError(f"{device.name}: still unreachable after {attempts} attempts ({error})")
+
+    def again() -> None:
+        device.disconnect()
+        device.connect()
+
+    _, error = retry_with_backoff(again, attempts, first_delay_s, max_delay_s, sleep)
+    if error is not None:
+        raise DeviceError(f"{device.name}: still unreachable after {attempts} attempts ({error})")
 
 
 class Watchdog:
