@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from langgrasp.calibration.transforms import ROTATION_TOLERANCE
 from langgrasp.errors import InputError
 from langgrasp.runtime.devices import (
     Arm,
@@ -73,9 +74,10 @@ SEQUENCE_MODULUS = 0xFFFF
 POSE_FIELDS = ("x", "y", "z", "rx", "ry", "rz")
 POSE_REGISTERS = len(POSE_FIELDS)
 
-RIGID_TOLERANCE = 1e-4
+RIGID_TOLERANCE = ROTATION_TOLERANCE
 """Largest deviation of R^T R from identity (and of the last row from [0, 0, 0, 1]) accepted as a
-rigid transform; tighter than the 1 mrad register resolution."""
+rigid transform: the same as the safety gate's check (``calibration.transforms.as_pose_matrix``),
+so a pose the gate allows is never refused here; about the 1 mrad register resolution."""
 SMALL_ANGLE_RAD = 1e-9
 """Below this rotation angle the rotation-vector formulas use their first-order forms."""
 MAX_POSITION_UNIT_M = 1e-3
