@@ -37,7 +37,7 @@ from langgrasp.calibration.io import save_calibration
 from langgrasp.runtime.cameras import SyntheticCamera
 from langgrasp.runtime.config import robot_config_from_dict
 from langgrasp.runtime.demo import demo_calibration, demo_scene_config
-from langgrasp.runtime.engine import Detection
+from langgrasp.runtime.oracle import GroundTruthDetector
 from langgrasp.runtime.pick import build_loop
 from langgrasp.runtime.sim.arm import ArmSim
 from langgrasp.runtime.sim.robotiq import RobotiqSim
@@ -50,21 +50,6 @@ TARGET_MS = 50.0
 POLL_S = 0.01  # the loop's arm status poll while a move runs ([motion] poll_interval_s default)
 WAIT_S = 30.0  # longest wait for the arm to start moving or to settle
 MS = 1000.0
-
-
-class GroundTruthDetector:
-    """The scene's target grasps, ranked (quality 1.0, 0.95, ...)."""
-
-    def __init__(self, camera: SyntheticCamera) -> None:
-        self.camera = camera
-
-    def detect(self, rgb: np.ndarray, command: str) -> Detection:
-        scene = self.camera.scene
-        grasps = [
-            type(g)(g.x, g.y, g.angle, g.width, g.height, 1.0 - 0.05 * i)
-            for i, g in enumerate(scene.grasps)
-        ]
-        return Detection(grasps, scene.mask, scene.mask.astype(np.float32), 1.0, None, command)
 
 
 def robot_toml(folder: Path, gripper_port: int, arm_port: int, audit: bool) -> dict:
@@ -146,7 +131,8 @@ def run(args: argparse.Namespace, audit: bool) -> None:
             Path(tmp) / "robot.toml",
         )
         camera = SyntheticCamera(SEED, demo_scene_config())
-        loop = build_loop(config, execute=True, detector=GroundTruthDetector(camera), camera=camera)
+        oracle = GroundTruthDetector(camera, matches=lambda command, scene: True)
+        loop = build_loop(config, execute=True, detector=oracle, camera=camera)
         try:
             with (
                 loop,

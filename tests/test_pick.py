@@ -22,9 +22,9 @@ from langgrasp.runtime.audit import AuditLog
 from langgrasp.runtime.cameras import SyntheticCamera
 from langgrasp.runtime.config import robot_config_from_dict
 from langgrasp.runtime.devices import Arm, ArmState, ArmStatus
-from langgrasp.runtime.engine import Detection
 from langgrasp.runtime.modbus import ModbusConfig
 from langgrasp.runtime.modbus_arm import ArmCommand
+from langgrasp.runtime.oracle import GroundTruthDetector
 from langgrasp.runtime.pick import LoopState, PickLoop, build_loop
 from langgrasp.runtime.robotiq import RobotiqCommand, RobotiqConfig, RobotiqGripper
 from langgrasp.runtime.safety import SafetyConfig
@@ -43,27 +43,6 @@ T_BASE_CAM = make_transform(
 """Straight down: image x along base -y, image y along base -x."""
 QUANTUM_M = 2e-4  # arm registers hold 0.1 mm; allow two counts
 WAIT_S = 30.0  # generous limit for waits on events (never a timing assertion)
-
-
-class GroundTruthDetector:
-    """``detect`` returns the current scene's target grasps (quality 1.0, 0.95, ...)."""
-
-    def __init__(self, camera: SyntheticCamera) -> None:
-        self.camera = camera
-        self.commands: list[str] = []
-
-    def detect(self, rgb: np.ndarray, command: str) -> Detection:
-        self.commands.append(command)
-        scene = self.camera.scene
-        if scene.target_name not in command:
-            empty = np.zeros(rgb.shape[:2], bool)
-            return Detection([], empty, empty.astype(np.float32), 0.0, "target not found", command)
-        grasps = [
-            type(g)(g.x, g.y, g.angle, g.width, g.height, 1.0 - 0.05 * i)
-            for i, g in enumerate(scene.grasps)
-        ]
-        mask = scene.mask
-        return Detection(grasps, mask, mask.astype(np.float32), 1.0, None, command)
 
 
 class HoleCamera(SyntheticCamera):

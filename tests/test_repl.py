@@ -20,7 +20,7 @@ from langgrasp.runtime.devices import (
     GripperState,
     GripperStatus,
 )
-from langgrasp.runtime.engine import Detection
+from langgrasp.runtime.oracle import GroundTruthDetector
 from langgrasp.runtime.pick import LoopState, PickLoop
 from langgrasp.runtime.repl import run_repl
 from langgrasp.runtime.safety import SafetyConfig
@@ -30,20 +30,6 @@ SCENE = SceneConfig().resized(320, 240)
 T_BASE_CAM = make_transform(
     np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]), [0.35, 0.0, 0.65]
 )
-
-
-class GroundTruthDetector:
-    def __init__(self, camera):
-        self.camera = camera
-
-    def detect(self, rgb, command):
-        scene = self.camera.scene
-        if scene.target_name not in command:
-            empty = np.zeros(rgb.shape[:2], bool)
-            return Detection([], empty, empty.astype(np.float32), 0.0, "target not found", command)
-        return Detection(
-            scene.grasps, scene.mask, scene.mask.astype(np.float32), 1.0, None, command
-        )
 
 
 class EndlessArm(Arm):

@@ -22,6 +22,7 @@ import pytest
 from langgrasp.calibration.io import Calibration, HandEyeCalibration, save_calibration
 from langgrasp.calibration.transforms import make_transform
 from langgrasp.datasets.synthetic import SceneConfig
+from langgrasp.runtime import oracle
 from langgrasp.runtime.audit import AuditLog
 from langgrasp.runtime.cameras import SyntheticCamera
 from langgrasp.runtime.config import robot_config_from_dict
@@ -61,24 +62,11 @@ PHRASES = {
 }
 
 
-class GroundTruthDetector:
-    """The scene's ground-truth grasps for ``TARGET`` only; records every command."""
+class GroundTruthDetector(oracle.GroundTruthDetector):
+    """The scene oracle for ``TARGET`` only; records every command."""
 
     def __init__(self, camera: SyntheticCamera) -> None:
-        self.camera = camera
-        self.commands: list[str] = []
-
-    def detect(self, rgb: np.ndarray, command: str) -> Detection:
-        self.commands.append(command)
-        scene = self.camera.scene
-        if command != TARGET:
-            empty = np.zeros(rgb.shape[:2], bool)
-            return Detection([], empty, empty.astype(np.float32), 0.0, "target not found", command)
-        grasps = [
-            type(g)(g.x, g.y, g.angle, g.width, g.height, 1.0 - 0.05 * i)
-            for i, g in enumerate(scene.grasps)
-        ]
-        return Detection(grasps, scene.mask, scene.mask.astype(np.float32), 1.0, None, command)
+        super().__init__(camera, matches=lambda command, scene: command == TARGET)
 
 
 @pytest.fixture(scope="module")

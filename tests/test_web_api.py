@@ -32,6 +32,7 @@ from starlette.websockets import WebSocketDisconnect
 from langgrasp.calibration.io import save_calibration
 from langgrasp.datasets.synthetic import SceneConfig
 from langgrasp.errors import InputError
+from langgrasp.runtime import oracle
 from langgrasp.runtime.cameras import SyntheticCamera
 from langgrasp.runtime.config import robot_config_from_dict
 from langgrasp.runtime.demo import DEMO_BUNDLE, demo_calibration, demo_scene_config, workspace_box
@@ -56,11 +57,11 @@ WAIT_S = 30.0  # generous limit for waits on events (never a timing assertion)
 FAST_M_S, SLOW_M_S = 20.0, 0.02  # simulated arm speeds: a whole pick at once / seconds per move
 
 
-class GroundTruthDetector:
-    """``detect`` returns the scene's target grasps; ``gate`` (when set) holds it until opened."""
+class GroundTruthDetector(oracle.GroundTruthDetector):
+    """The scene oracle; ``gate`` (when set) holds each detection until opened."""
 
     def __init__(self, camera: SyntheticCamera) -> None:
-        self.camera = camera
+        super().__init__(camera)
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
 
@@ -68,15 +69,7 @@ class GroundTruthDetector:
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(WAIT_S)
-        scene = self.camera.scene
-        if scene.target_name not in command:
-            empty = np.zeros(rgb.shape[:2], bool)
-            return Detection([], empty, empty.astype(np.float32), 0.0, "target not found", command)
-        grasps = [
-            type(g)(g.x, g.y, g.angle, g.width, g.height, 1.0 - 0.05 * i)
-            for i, g in enumerate(scene.grasps)
-        ]
-        return Detection(grasps, scene.mask, scene.mask.astype(np.float32), 1.0, None, command)
+        return super().detect(rgb, command)
 
 
 @dataclass
