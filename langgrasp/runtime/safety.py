@@ -284,14 +284,18 @@ class SafetyGate:
 class _Latched:
     """Stop handling shared by the guarded devices: the latch, the stop itself, reconnection.
 
-    Subclasses set ``name``, ``execute``, ``audit`` and ``_latch`` (a ``_StopLatch``) and return
-    their device (or None) from ``_device``.
+    Subclasses keep their device and return it (or None) from ``_device``.
     """
 
-    name: str
-    execute: bool
-    audit: AuditLog
-    _latch: _StopLatch
+    def __init__(
+        self, device: Any, kind: str, gate: SafetyGate, audit: AuditLog, execute: bool
+    ) -> None:
+        """Guard ``device`` (None: not configured, named ``kind``); send only when ``execute``."""
+        self.gate = gate
+        self.audit = audit
+        self.execute = bool(execute and device is not None)
+        self.name = device.name if device is not None else kind
+        self._latch = _StopLatch(self.name)
 
     def _device(self) -> Any:
         raise NotImplementedError
@@ -351,13 +355,9 @@ class GuardedArm(_Latched):
     def __init__(
         self, arm: Arm | None, gate: SafetyGate, audit: AuditLog, execute: bool = False
     ) -> None:
+        super().__init__(arm, "arm", gate, audit, execute)
         self._arm = arm
-        self.gate = gate
-        self.audit = audit
-        self.execute = bool(execute and arm is not None)
         self._last_target: np.ndarray | None = None
-        self.name = arm.name if arm is not None else "arm"
-        self._latch = _StopLatch(self.name)
 
     @property
     def present(self) -> bool:
@@ -486,13 +486,9 @@ class GuardedGripper(_Latched):
     def __init__(
         self, gripper: Gripper | None, gate: SafetyGate, audit: AuditLog, execute: bool = False
     ) -> None:
+        super().__init__(gripper, "gripper", gate, audit, execute)
         self._gripper = gripper
-        self.gate = gate
-        self.audit = audit
-        self.execute = bool(execute and gripper is not None)
-        self.name = gripper.name if gripper is not None else "gripper"
         self._requested: float | None = None
-        self._latch = _StopLatch(self.name)
 
     @property
     def present(self) -> bool:
