@@ -20,7 +20,7 @@ from langgrasp.export.exporter import ExportOptions, export_bundle
 from langgrasp.export.graphs import MAX_IR_VERSION, OPSET, ExportError, finalize
 from langgrasp.export.parity import FP32_ATOL, same_grasp
 from langgrasp.export.probe import probe_model
-from langgrasp.export.quantize import non_finite_nodes, topological_sort
+from langgrasp.export.quantize import non_finite_nodes, output_tail_nodes, topological_sort
 from langgrasp.runtime.bundle import (
     FRAME_GRAPH_FILES,
     TEXT_GRAPH_FILE,
@@ -86,6 +86,14 @@ def test_bundle_is_complete_and_checker_valid(exported):
         ort.InferenceSession(str(bundle / entry.file), providers=["CPUExecutionProvider"])
     int8 = onnx.load(str(bundle / FRAME_GRAPH_FILES["int8"]))
     assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
+    outputs = {o.name for o in int8.graph.output}
+    # the output tail stays float: one scale for mask logits and grasp maps would put the
+    # opening width on a coarse grid (quantize.output_tail_nodes)
+    assert not [
+        n.name
+        for n in int8.graph.node
+        if n.op_type == "DequantizeLinear" and outputs & set(n.output)
+    ]
     fp16 = onnx.load(str(bundle / FRAME_GRAPH_FILES["fp16"]))
     assert any(t.data_type == TensorProto.FLOAT16 for t in fp16.graph.initializer)
     assert set(result["files"]) == names - {"manifest.json"}
@@ -222,3 +230,17 @@ def test_non_finite_nodes_follow_masks_down_to_the_softmax():
     ]
     model = _graph(nodes, initializers=[minus_inf])
     assert sorted(non_finite_nodes(model)) == ["mask_add", "softmax"]
+
+
+def test_output_tail_nodes_stop_at_the_last_convolutions():
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["f"], name="backbone"),
+        helper.make_node("Relu", ["f"], ["g"], name="act"),
+        helper.make_node("Conv", ["g", "w"], ["h"], name="head"),
+        helper.make_node("Conv", ["h", "w"], ["d"], name="refine"),
+        helper.make_node("Add", ["h", "d"], ["r"], name="residual"),
+        helper.make_node("Concat", ["r", "h"], ["y"], name="concat", axis=1),
+    ]
+    model = _graph(nodes, initializers=[weight])
+    assert sorted(output_tail_nodes(model)) == ["concat", "head", "refine", "residual"]

@@ -406,6 +406,21 @@ def test_reconnected_gripper_needing_activation_waits_for_the_operator(rig, faul
     assert len(activation_writes(fresh)) == 1  # only the operator's
 
 
+def test_stop_during_the_activation_halts_it_at_once(rig):
+    # the activation's own limit is far above WAIT_S: only the stop can end its wait in time
+    with rig.loop(motion={"activate_timeout_s": 600.0}) as loop:
+        slow = RobotiqSim(finger_speed_m_s=5.0, activation_s=60.0)  # power-cycled, slow to activate
+        gripper_lost_and_back(rig, loop, slow)
+        assert loop.command("activate the gripper").ok
+        wait_for(lambda: len(activation_writes(slow)) == 1, "rACT written")
+        assert loop.state is LoopState.ACTIVATING
+        assert loop.command("stop").ok
+        assert loop.wait_until_settled(WAIT_S)
+        assert loop.state is LoopState.STOPPED, loop.status()["message"]
+    assert slow.writes[-1] == (1000, [0, 0, 0])  # left in reset: the activation was halted
+    assert not slow.snapshot().active
+
+
 def test_over_temperature_after_a_reconnect_is_refused_until_it_clears(rig):
     with rig.loop() as loop:
         rig.gripper.inject_fault(8)

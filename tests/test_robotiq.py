@@ -13,6 +13,7 @@ from langgrasp.runtime.devices import (
     DeviceDisconnectedError,
     DeviceError,
     DeviceFaultError,
+    DeviceStoppedError,
     DeviceTimeoutError,
     GripperState,
 )
@@ -456,6 +457,19 @@ def test_stop_on_a_gripper_that_is_not_activated_resets_it(rig):
     sim, gripper = rig(activation_s=30.0)
     gripper.stop()
     assert sim.writes == [(1000, [0, 0, 0])]
+
+
+def test_stop_from_another_thread_ends_an_activation(rig):
+    sim, gripper = rig(activation_s=30.0)
+    stopper = threading.Timer(0.05, gripper.stop)
+    stopper.start()
+    with pytest.raises(DeviceStoppedError, match="activation ended by a stop"):
+        gripper.activate(timeout_s=5.0)  # without the stop ending the wait: DeviceTimeoutError
+    stopper.join()
+    assert sim.writes[-1] == (1000, [0, 0, 0])  # the stop reset the gripper: activation halted
+    assert gripper.status().state is GripperState.RESET
+    gripper.stop()  # a later stop on the reset gripper only resets it again
+    assert [w for w in sim.writes if w[1][0] & 0x0100] == [(1000, [0x0100, 0, 0])]
 
 
 def test_server_stopped_mid_command(rig):

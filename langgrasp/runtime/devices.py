@@ -40,6 +40,10 @@ class DeviceFaultError(DeviceError):
     """The device reports a fault (gripper fault bits, arm protective stop)."""
 
 
+class DeviceStoppedError(DeviceError):
+    """A ``stop`` from another thread ended a sequence that was waiting on the device."""
+
+
 def retry_with_backoff(
     action: Callable[[], None],
     attempts: int,
@@ -139,9 +143,12 @@ class Gripper(ABC):
     def activate(self, timeout_s: float = 10.0) -> GripperStatus:
         """Run the activation sequence (the fingers move!) and wait until it completes.
 
+        ``stop`` from another thread halts the activation and ends this call.
+
         Raises:
             DeviceTimeoutError: not activated within ``timeout_s``.
             DeviceFaultError: the gripper reported a fault during activation.
+            DeviceStoppedError: ``stop`` was called while the activation ran.
         """
 
     @abstractmethod

@@ -39,6 +39,7 @@ from langgrasp.errors import InputError
 from langgrasp.runtime.devices import (
     DeviceError,
     DeviceFaultError,
+    DeviceStoppedError,
     DeviceTimeoutError,
     Gripper,
     GripperState,
@@ -569,6 +570,7 @@ class RobotiqGripper(Gripper):
         self.link = ModbusLink(self.config.modbus, name=self.name, on_io=on_io)
         self._lock = threading.RLock()
         self._activated = False
+        self._stop_requested = threading.Event()  # set by stop(); ends an activation's waits
         self._last: RobotiqCommand | None = None  # last go-to written
         self._pending: int | None = None  # rPR of a go-to not yet seen finished
         self._requested_width_m: float | None = None
@@ -596,10 +598,12 @@ class RobotiqGripper(Gripper):
         Raises:
             DeviceTimeoutError: not activated in time.
             DeviceFaultError: the gripper reported a fault during activation.
+            DeviceStoppedError: ``stop`` was called meanwhile; the gripper is left in reset.
         """
         limit = self.config.activation_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + limit
         with self._lock:
+            self._stop_requested.clear()
             self._activated = False
             self._pending = None
             self._requested_width_m = None
@@ -611,10 +615,12 @@ class RobotiqGripper(Gripper):
             deadline,
             "reset",
             faults_fatal=False,
+            stoppable=True,
         )
-        with self._lock:
+        with self._lock:  # stop() holds the lock too: it either comes first or resets after this
+            self._raise_if_stopped("activation")
             self._write(activate_command())
-        raw = self._poll(lambda raw: raw.active, deadline, "activation")
+        raw = self._poll(lambda raw: raw.active, deadline, "activation", stoppable=True)
         with self._lock:
             self._activated = True
         log.info("%s: activated (%s)", self.name, self.config.modbus.describe())
@@ -643,9 +649,11 @@ class RobotiqGripper(Gripper):
         """Stop the fingers where they are (rGTO cleared, rACT kept).
 
         A gripper that is not activated gets the reset command instead, which also halts an
-        activation in progress; setting rACT there would start one.
+        activation in progress (setting rACT there would start one); an ``activate`` waiting in
+        another thread then raises ``DeviceStoppedError`` instead of polling until its timeout.
         """
         with self._lock:
+            self._stop_requested.set()
             self._pending = None
             if not self._activated and not self._read_raw().active:
                 self._write(reset_command())
@@ -767,8 +775,12 @@ class RobotiqGripper(Gripper):
         deadline: float,
         what: str,
         faults_fatal: bool = True,
+        stoppable: bool = False,
     ) -> RobotiqRawStatus:
+        """Read the status until ``done``; ``stoppable``: a ``stop`` meanwhile ends the wait."""
         while True:
+            if stoppable:
+                self._raise_if_stopped(what)
             raw = self._read_raw()
             if faults_fatal and raw.fault in FAULT_STATE_CODES:
                 raise DeviceFaultError(f"{self.name}: fault during {what}: {_fault_text(raw)}")
@@ -780,6 +792,12 @@ class RobotiqGripper(Gripper):
                     f"{self._status(raw).message}"
                 )
             time.sleep(self.config.poll_period_s)
+
+    def _raise_if_stopped(self, what: str) -> None:
+        if self._stop_requested.is_set():
+            raise DeviceStoppedError(
+                f"{self.name}: {what} ended by a stop; the gripper is in reset, activate it again"
+            )
 
     def _status(self, raw: RobotiqRawStatus) -> GripperStatus:
         state, message = _describe(raw)
