@@ -346,7 +346,7 @@ def test_openapi_schema_lists_the_endpoints(rig):
         page = api.get("/")
     paths = schema["paths"]
     for path in ("/api/command", "/api/confirm", "/api/next", "/api/stop", "/api/home",
-                 "/api/open"):  # fmt: skip
+                 "/api/open", "/api/activate"):  # fmt: skip
         assert "post" in paths[path], path
     for path in ("/api/state", "/api/overlay", "/api/live", "/api/events", "/api/audit"):
         assert "get" in paths[path], path

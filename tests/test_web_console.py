@@ -23,6 +23,7 @@ from langgrasp.runtime.cameras import SyntheticCamera
 from langgrasp.runtime.demo import DEMO_BUNDLE, demo_cell, demo_scene_config
 from langgrasp.runtime.engine import GraspDetector
 from langgrasp.runtime.pick import LoopState
+from langgrasp.runtime.robotiq import RobotiqCommand
 from langgrasp.runtime.sim.arm import ArmSim
 from langgrasp.runtime.sim.robotiq import RobotiqSim
 from langgrasp.runtime.web.server import WebServer
@@ -56,6 +57,7 @@ WAIT_S = WAIT_MS / 1000
 MIN_PIXEL_STD = 10.0  # a blank or single-colour page has a standard deviation near 0
 TOKEN = "console-token-0123456789"
 SCREENSHOT_ENV = "LANGGRASP_CONSOLE_SCREENSHOT"
+FAULT_NEEDING_ACTIVATION = 14  # gFLT 14: a major fault, cleared by a new activation
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +67,14 @@ def detector():
 
 @pytest.fixture
 def robot(detector):
-    """(loop, arm simulator) over the demo scene, executing against the simulators."""
+    """(loop, arm simulator, gripper simulator) over the demo scene, executing against them."""
     scene_config = demo_scene_config()
     camera = SyntheticCamera(SEED, scene_config)
     camera.connect()
     gripper_sim = RobotiqSim(finger_speed_m_s=5.0, activation_s=0.01)
     arm_sim = ArmSim(speed_m_s=SLOW_M_S)
     with demo_cell(camera, detector, gripper_sim, arm_sim, auto_confirm=False) as cell:
-        yield cell.loop, arm_sim
+        yield cell.loop, arm_sim, gripper_sim
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,7 @@ def overlay_src(page) -> str:
 
 
 def test_command_overlay_confirm_escape_and_microphone(robot, browser, tmp_path):
-    loop, arm_sim = robot
+    loop, arm_sim, _ = robot
     page, errors = browser
     command = loop.camera.scene.text  # the scene's own instruction
     with WebServer(loop, WebSettings(port=0)) as server:
@@ -167,8 +169,43 @@ def test_command_overlay_confirm_escape_and_microphone(robot, browser, tmp_path)
     assert errors == [], errors
 
 
+def test_activate_asks_first_and_reactivates_a_faulted_gripper(robot, browser):
+    loop, _, gripper_sim = robot
+    page, errors = browser
+    gripper_sim.inject_fault(FAULT_NEEDING_ACTIVATION)
+    gripper_sim.clear_writes()
+    with WebServer(loop, WebSettings(port=0)) as server:
+        page.goto(server.url)
+        page.wait_for_selector("#activate.needed")  # the faulted gripper asks for it
+        questions: list[str] = []
+
+        def answer(accept: bool):
+            def handle(dialog) -> None:
+                questions.append(dialog.message)
+                dialog.accept() if accept else dialog.dismiss()
+
+            return handle
+
+        page.once("dialog", answer(False))
+        page.click("#activate")
+        assert len(questions) == 1 and "open and close fully" in questions[0]
+        page.once("dialog", answer(True))
+        page.click("#activate")
+        page.wait_for_function(
+            "() => document.getElementById('reply').textContent.startsWith('activating')"
+        )
+        assert loop.wait_until_settled(WAIT_S)
+        page.wait_for_selector("#activate:not(.needed)")  # activated: the fault is cleared
+        assert loop.state is LoopState.IDLE, loop.status()["message"]
+    assert len(questions) == 2
+    commands = [RobotiqCommand.from_registers(values) for _, values in gripper_sim.writes]
+    activations = [c for c in commands if c.activate and not c.go]
+    assert len(activations) == 1  # the declined click sent nothing
+    assert errors == [], errors
+
+
 def test_console_sends_the_token_from_the_url_fragment(robot, browser):
-    loop, _ = robot
+    loop, _, _ = robot
     page, errors = browser
     with WebServer(loop, WebSettings(port=0, token=TOKEN)) as server:
         page.goto(f"{server.url}#token={TOKEN}")
@@ -182,7 +219,7 @@ def test_console_sends_the_token_from_the_url_fragment(robot, browser):
 
 
 def test_a_malformed_token_leaves_stop_working_and_a_failed_stop_is_shown(robot, browser):
-    loop, _ = robot
+    loop, _, _ = robot
     page, errors = browser
     with WebServer(loop, WebSettings(port=0)) as server:
         page.goto(f"{server.url}#token=%E0%A4%A")  # not valid percent-encoded UTF-8

@@ -76,7 +76,7 @@ class CommandRequest(BaseModel):
 
     text: CommandText = Field(
         description=f"What the operator said, 1-{MAX_COMMAND_CHARS} characters: 'pick the red "
-        "mug', 'next', 'confirm', 'stop', 'home', 'open', 'status', 'help'.",
+        "mug', 'next', 'confirm', 'stop', 'home', 'open', 'activate', 'status', 'help'.",
         examples=["pick the red mug"],
     )
 
@@ -229,6 +229,7 @@ def _add_commands(app: FastAPI, bridge: LoopBridge) -> None:
     word("next", "Offer the next-ranked grasp")
     word("home", "Send the arm home")
     word("open", "Open the gripper")
+    word("activate", "Activate the gripper: the fingers open and close fully")
 
 
 def _add_views(app: FastAPI, bridge: LoopBridge, settings: WebSettings, hub: EventHub) -> None:

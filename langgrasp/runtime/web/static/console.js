@@ -13,6 +13,8 @@
   const RECONNECT_MS = 1000;
   const REFRESH_DELAY_MS = 30;
   const STOP_TIMEOUT_MS = 2000; // a stop not answered by then is reported as failed
+  const ACTIVATE_WARNING =
+    "Activate the gripper? Its fingers open and close fully: keep hands and objects out.";
   const $ = (id) => document.getElementById(id);
 
   let token = null;
@@ -202,6 +204,9 @@
     $("next").disabled = !awaiting || s.busy;
     $("home").disabled = s.busy || !s.arm.present;
     $("open").disabled = s.busy || !s.gripper.present;
+    $("activate").disabled = s.busy || !s.gripper.present;
+    // a gripper in reset or fault needs the operator's activation before it can move
+    $("activate").classList.toggle("needed", ["reset", "fault"].includes(s.gripper.state));
     renderCandidates(s.candidates || [], s.offered);
     renderDevices(s);
     if (s.web && s.web.live_fps !== liveFps) {
@@ -523,6 +528,9 @@
   $("next").addEventListener("click", () => act("POST", "/api/next"));
   $("home").addEventListener("click", () => act("POST", "/api/home"));
   $("open").addEventListener("click", () => act("POST", "/api/open"));
+  $("activate").addEventListener("click", () => {
+    if (window.confirm(ACTIVATE_WARNING)) act("POST", "/api/activate");
+  });
   $("mic").addEventListener("click", listenForSpeech);
   $("live").addEventListener("change", (event) => setLive(event.target.checked));
 
