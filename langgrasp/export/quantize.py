@@ -175,16 +175,11 @@ def non_finite_nodes(model: onnx.ModelProto) -> list[str]:
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    stack = [consumer for name in infinite for consumer in consumers.get(name, [])]
-    excluded: dict[str, None] = {}
-    while stack:
-        node = stack.pop()
-        if node.name in excluded:
-            continue
-        excluded[node.name] = None
-        if node.op_type != "Softmax":
-            stack.extend(c for out in node.output for c in consumers.get(out, []))
-    return list(excluded)
+    return _walk(
+        [consumer for name in infinite for consumer in consumers.get(name, [])],
+        lambda node: [c for out in node.output for c in consumers.get(out, [])],
+        "Softmax",
+    )
 
 
 def output_tail_nodes(model: onnx.ModelProto) -> list[str]:
@@ -202,16 +197,32 @@ def output_tail_nodes(model: onnx.ModelProto) -> list[str]:
     Walks back from every graph output through producers and stops at (and includes) each Conv.
     """
     producers = {name: node for node in model.graph.node for name in node.output}
-    stack = [producers[o.name] for o in model.graph.output if o.name in producers]
-    tail: dict[str, None] = {}
+    return _walk(
+        [producers[o.name] for o in model.graph.output if o.name in producers],
+        lambda node: [producers[name] for name in node.input if name in producers],
+        "Conv",
+    )
+
+
+def _walk(
+    start: list[onnx.NodeProto],
+    neighbours: Callable[[onnx.NodeProto], list[onnx.NodeProto]],
+    last_op: str,
+) -> list[str]:
+    """Names of the nodes reached from ``start`` through ``neighbours``, in visiting order.
+
+    A node of type ``last_op`` is included but not walked past.
+    """
+    stack = list(start)
+    reached: dict[str, None] = {}
     while stack:
         node = stack.pop()
-        if node.name in tail:
+        if node.name in reached:
             continue
-        tail[node.name] = None
-        if node.op_type != "Conv":
-            stack.extend(producers[name] for name in node.input if name in producers)
-    return list(tail)
+        reached[node.name] = None
+        if node.op_type != last_op:
+            stack.extend(neighbours(node))
+    return list(reached)
 
 
 def _float_nodes(model: onnx.ModelProto) -> list[str]:
